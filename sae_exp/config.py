@@ -1,0 +1,237 @@
+"""Typed schema of every config group, registered in Hydra's ConfigStore.
+
+YAML files in `conf/` build on these dataclasses, so a misspelled key or a wrong type fails when
+Hydra composes the config. Value checks that types cannot express live in `validate()`, which
+`run.py` calls before any work starts; each failure is one line naming the key, the value and
+what is allowed. Library code receives these dataclasses (plain values), never a DictConfig.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+from sae_exp.errors import ConfigError
+
+SPARSITY_KINDS = ("topk", "batchtopk", "relu_l1")
+DECODER_IMPLS = ("sparse", "dense")
+DATA_SOURCES = ("logic_minilm", "hf_model", "file", "synthetic")
+NORMALIZATIONS = ("none", "mean_center", "unit_norm", "scale_to_sqrt_d")
+POOLINGS = ("token", "mean")
+WANDB_MODES = ("online", "offline", "disabled")
+SCHEDULES = ("cosine", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+AUTOCAST = ("none", "bf16")
+
+
+@dataclass
+class ModelConfig:
+    hidden_dim: int = 2048  # d_sae
+    tied: bool = False  # True: W_dec is W_enc^T, one shared parameter
+    init_gain: float = 0.1  # xavier-uniform gain of W_enc (notebook)
+    decoder_impl: str = "sparse"  # sparse | dense (equal within float tolerance)
+    normalize_decoder: bool = True  # unit-norm rows of W_dec after every step
+    center_input: bool = True  # subtract b_dec before encoding (b_dec starts at the data mean)
+
+
+@dataclass
+class OptimizerConfig:
+    lr: float = 5e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_steps: int = 0  # linear LR warm-up, then the schedule
+    schedule: str = "cosine"  # cosine | constant
+    min_lr_ratio: float = 0.0  # cosine ends at lr * min_lr_ratio
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+
+
+@dataclass
+class SparsityConfig:
+    kind: str = "topk"  # topk | batchtopk | relu_l1
+    top_k: int = 30
+    sparsity_coeff: float = 0.0  # L1 weight on latent activations (notebook: 0.1)
+    l1_warmup_epochs: int = 0  # linear warm-up of the L1 weight (notebook: 50)
+    aux_k: int | None = None  # AuxK: how many dead latents reconstruct the residual; null = d_in // 2
+    aux_coeff: float = 0.03125  # AuxK loss weight (1/32, Gao et al. 2024)
+    dead_after_rows: int = 100_000  # a latent is dead after this many rows without firing
+
+
+@dataclass
+class DataConfig:
+    """Keys shared by every source; each source extends it."""
+
+    source: str = MISSING
+    normalize: str = "none"  # none | mean_center | unit_norm | scale_to_sqrt_d
+    drop_nonfinite: bool = False  # drop NaN/Inf rows (with a count) instead of failing
+    test_fraction: float = 0.2  # share of sentences held out, where the source has no split
+    cache_dir: str = "${hydra:runtime.cwd}/outputs/cache"
+
+
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    source: str = "synthetic"
+    labels: list[str] = field(default_factory=lambda: ["conditional", "quantifier", "control"])
+    n_sentences: int = 600  # per label
+    tokens_per_sentence: int = 8
+    d_in: int = 64
+    n_specific: int = 8  # planted features used by one label only
+    n_shared: int = 4  # planted features shared by the first two labels
+    n_common: int = 16  # features used by every label (background)
+    features_per_token: int = 4  # true L0 of a token
+    marker_prob: float = 0.5  # chance a token of a sentence carries one of its label's features
+    noise: float = 0.05
+    seed: int = 0
+
+
+@dataclass
+class FileDataConfig(DataConfig):
+    source: str = "file"
+    path: str = MISSING  # .npz or a directory of .safetensors/.npy shards
+
+
+@dataclass
+class ModelDataConfig(DataConfig):
+    """Sources that encode sentences with a transformer (logic_minilm, hf_model)."""
+
+    source: str = "logic_minilm"
+    model_path: str | None = None  # null = the packaged all-MiniLM-L6-v2
+    layer: int = 3  # hidden_states index: 0 = embeddings, 1..n = transformer blocks
+    pooling: str = "token"  # token (one row per token) | mean (one row per sentence)
+    corpus: str | None = None  # .jsonl/.csv with text,label[,subset][,split]; null = shipped corpus
+    max_length: int = 128
+    batch_size: int = 64
+    dtype: str = "float32"
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 20
+    batch_size: int | None = 4096  # null = full batch (the notebook)
+    device: str = "auto"  # auto | cpu | cuda
+    autocast: str = "none"  # none | bf16 (CUDA only)
+    log_every: int = 10  # steps between metrics.jsonl lines
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end / on interrupt
+    num_threads: int | None = None  # torch CPU threads; null = torch's default
+
+
+@dataclass
+class AnalysisConfig:
+    baseline: str = "auto"  # auto = "control" where present, else all other labels; or a label
+    alpha: float = 0.01  # Benjamini-Hochberg FDR level
+    min_log2_ratio: float = 1.0  # minimum effect: log2 firing-rate ratio label / baseline
+    fire_fraction: float = 0.2  # a latent fires on a row if act > fire_fraction * its active p90
+    fire_percentile: float = 90.0
+    bootstrap: int = 1000
+    permutations: int = 200
+    probe_k: list[int] = field(default_factory=lambda: [1, 2, 5])
+    top_examples: int = 5
+    min_sentences: int = 20  # fewer sentences than this in a label: warning in the report
+    seed: int = 0
+
+
+@dataclass
+class WandbConfig:
+    mode: str = "offline"  # online | offline | disabled
+    project: str = "sae_exp"
+    entity: str | None = None
+    group: str | None = None  # null: multirun jobs share the sweep dir's name
+    tags: list[str] = field(default_factory=list)
+    log_artifacts: bool = True
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    sparsity: SparsityConfig = field(default_factory=SparsityConfig)
+    data: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    seed: int = 0
+    name: str = "default"
+    resume: str | None = None  # a run dir to continue from its last checkpoint
+
+
+def register_configs() -> None:
+    """Register the schema with Hydra's ConfigStore (called once by each Hydra entry point)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    for group, name, node in [
+        ("model", "model_schema", ModelConfig),
+        ("optimizer", "optimizer_schema", OptimizerConfig),
+        ("sparsity", "sparsity_schema", SparsityConfig),
+        ("trainer", "trainer_schema", TrainerConfig),
+        ("analysis", "analysis_schema", AnalysisConfig),
+        ("wandb", "wandb_schema", WandbConfig),
+        ("data", "synthetic_schema", SyntheticDataConfig),
+        ("data", "file_schema", FileDataConfig),
+        ("data", "model_data_schema", ModelDataConfig),
+    ]:
+        cs.store(group=group, name=name, node=node)
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is invalid: {allowed}.")
+
+
+def _one_of(key: str, value: Any, options: tuple[str, ...]) -> None:
+    _check(value in options, key, value, "allowed values are " + ", ".join(options))
+
+
+def validate(cfg: Config) -> None:
+    """Check values that types cannot express. Raises ConfigError naming key, value and fix."""
+    m, o, s, t, a, w = cfg.model, cfg.optimizer, cfg.sparsity, cfg.trainer, cfg.analysis, cfg.wandb
+    _check(m.hidden_dim >= 1, "model.hidden_dim", m.hidden_dim, "use an integer >= 1")
+    _one_of("model.decoder_impl", m.decoder_impl, DECODER_IMPLS)
+    _check(m.init_gain > 0, "model.init_gain", m.init_gain, "use a value > 0")
+    _one_of("sparsity.kind", s.kind, SPARSITY_KINDS)
+    if s.kind != "relu_l1":
+        _check(
+            1 <= s.top_k <= m.hidden_dim,
+            "sparsity.top_k",
+            s.top_k,
+            f"use 1 <= top_k <= model.hidden_dim ({m.hidden_dim})",
+        )
+    _check(s.sparsity_coeff >= 0, "sparsity.sparsity_coeff", s.sparsity_coeff, "use a value >= 0")
+    _check(s.l1_warmup_epochs >= 0, "sparsity.l1_warmup_epochs", s.l1_warmup_epochs, "use >= 0")
+    _check(s.aux_k is None or s.aux_k >= 1, "sparsity.aux_k", s.aux_k, "use null or >= 1")
+    _check(s.aux_coeff >= 0, "sparsity.aux_coeff", s.aux_coeff, "use a value >= 0")
+    _check(s.dead_after_rows >= 1, "sparsity.dead_after_rows", s.dead_after_rows, "use >= 1")
+    _check(o.lr > 0, "optimizer.lr", o.lr, "use a learning rate > 0")
+    _check(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "optimizer.betas", o.betas,
+           "use two values in [0, 1)")
+    _check(o.warmup_steps >= 0, "optimizer.warmup_steps", o.warmup_steps, "use >= 0")
+    _one_of("optimizer.schedule", o.schedule, SCHEDULES)
+    _check(0 <= o.min_lr_ratio <= 1, "optimizer.min_lr_ratio", o.min_lr_ratio, "use a value in [0, 1]")
+    _check(o.grad_clip >= 0, "optimizer.grad_clip", o.grad_clip, "use >= 0 (0 disables clipping)")
+    _check(t.epochs >= 1, "trainer.epochs", t.epochs, "use an integer >= 1")
+    _check(t.batch_size is None or t.batch_size >= 1, "trainer.batch_size", t.batch_size,
+           "use an integer >= 1, or null for full batch")
+    _one_of("trainer.device", t.device, DEVICES)
+    _one_of("trainer.autocast", t.autocast, AUTOCAST)
+    _check(t.log_every >= 1, "trainer.log_every", t.log_every, "use an integer >= 1")
+    _check(t.checkpoint_every >= 0, "trainer.checkpoint_every", t.checkpoint_every, "use >= 0")
+    _check(0 < a.alpha < 1, "analysis.alpha", a.alpha, "use a value strictly between 0 and 1")
+    _check(a.min_log2_ratio >= 0, "analysis.min_log2_ratio", a.min_log2_ratio, "use >= 0")
+    _check(0 <= a.fire_fraction < 1, "analysis.fire_fraction", a.fire_fraction, "use a value in [0, 1)")
+    _check(0 < a.fire_percentile <= 100, "analysis.fire_percentile", a.fire_percentile, "use (0, 100]")
+    _check(a.bootstrap >= 0, "analysis.bootstrap", a.bootstrap, "use >= 0 (0 disables the CI)")
+    _check(a.permutations >= 0, "analysis.permutations", a.permutations, "use >= 0 (0 disables)")
+    _check(all(k >= 1 for k in a.probe_k), "analysis.probe_k", a.probe_k, "use integers >= 1")
+    _one_of("wandb.mode", w.mode, WANDB_MODES)
+    d = cfg.data
+    _one_of("data.source", d.source, DATA_SOURCES)
+    _one_of("data.normalize", d.normalize, NORMALIZATIONS)
+    _check(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction, "use a value in (0, 1)")
+    if isinstance(d, ModelDataConfig):
+        _one_of("data.pooling", d.pooling, POOLINGS)
+        _check(d.layer >= 0, "data.layer", d.layer, "use a hidden-state index >= 0")
+        _check(d.batch_size >= 1, "data.batch_size", d.batch_size, "use an integer >= 1")
+    if isinstance(d, SyntheticDataConfig):
+        _check(len(d.labels) >= 2, "data.labels", d.labels, "give at least two labels")
+        _check(d.d_in >= 2, "data.d_in", d.d_in, "use >= 2")

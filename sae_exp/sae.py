@@ -1,0 +1,171 @@
+"""The sparse autoencoder: top-k (default), batch-top-k, or ReLU + L1.
+
+    pre     = (x - b_dec) @ W_enc + b_enc                 [B, d_sae]
+    encode  = the k largest entries of pre, through ReLU  -> (top_acts, top_indices), [B, k] each
+    decode  = sum_j top_acts[:, j] * W_dec[top_indices[:, j]] + b_dec          [B, d_in]
+
+Top-k is applied at inference exactly as in training (the seed notebook dropped it outside
+training, so its analysis saw dense codes). W_dec rows are kept at unit norm by the trainer.
+With `tied=True`, W_dec *is* W_enc^T: one parameter, not a copy.
+
+`decoder_impl="sparse"` runs the encoder backward and the decoder through `sparse_ops`, touching
+only the selected latents; `"dense"` uses plain autograd on gather/matmul. Both give equal values
+and gradients (tests/test_sae.py); sparse is faster.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from sae_exp import sparse_ops
+
+
+class EncoderOutput(NamedTuple):
+    top_acts: Tensor
+    """[B, k] activations of the selected latents; 0 marks an inactive slot."""
+    top_indices: Tensor
+    """[B, k] latent ids of those activations (int64)."""
+    pre_acts: Tensor
+    """[B, d_sae] pre-activations, detached (the trainer's AuxK picks dead latents from them)."""
+
+
+class ForwardOutput(NamedTuple):
+    x_hat: Tensor
+    """[B, d_in] reconstruction."""
+    enc: EncoderOutput
+
+
+class SAE(nn.Module):
+    """A sparse autoencoder with SAELens names: W_enc [d_in, d_sae], b_enc, W_dec [d_sae, d_in], b_dec."""
+
+    def __init__(
+        self,
+        d_in: int,
+        d_sae: int,
+        kind: str = "topk",
+        k: int = 30,
+        tied: bool = False,
+        init_gain: float = 0.1,
+        decoder_impl: str = "sparse",
+        center_input: bool = True,
+    ) -> None:
+        super().__init__()
+        self.d_in, self.d_sae, self.kind, self.k = d_in, d_sae, kind, k
+        self.tied, self.decoder_impl, self.center_input = tied, decoder_impl, center_input
+        self.W_enc = nn.Parameter(torch.empty(d_in, d_sae))
+        nn.init.xavier_uniform_(self.W_enc, gain=init_gain)
+        self.b_enc = nn.Parameter(torch.zeros(d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(d_in))
+        if tied:
+            self._W_dec = None
+        else:
+            w = self.W_enc.detach().t().clone()
+            self._W_dec = nn.Parameter(w / w.norm(dim=1, keepdim=True).clamp_min(1e-8))
+        # batchtopk: inference threshold, a running mean of the smallest selected activation.
+        self.register_buffer("threshold", torch.zeros(()))
+
+    @property
+    def W_dec(self) -> Tensor:
+        """[d_sae, d_in] decoder; with tied weights a view of W_enc (same storage)."""
+        return self.W_enc.t() if self._W_dec is None else self._W_dec
+
+    # --- encode -------------------------------------------------------------------------------
+    def pre_activations(self, x: Tensor) -> Tensor:
+        """[B, d_sae] pre-activations without gradient (the selection step needs no gradient)."""
+        with torch.no_grad():
+            xc = x - self.b_dec if self.center_input else x
+            return torch.addmm(self.b_enc, xc, self.W_enc)
+
+    def select(self, pre: Tensor, k: int | None = None) -> Tensor:
+        """[B, k'] latent ids to keep. topk: per row; batchtopk: k*B over the batch in training,
+        a learned threshold at inference; relu_l1: every positive latent (padded to the row max)."""
+        k = self.k if k is None else k
+        if self.kind == "topk":
+            return pre.topk(k, dim=1, sorted=False).indices
+        if self.kind == "batchtopk" and self.training:
+            flat = pre.flatten().topk(k * pre.shape[0], sorted=False)
+            keep = torch.zeros_like(pre, dtype=torch.bool).flatten()
+            keep[flat.indices] = True
+            keep = keep.view_as(pre) & (pre > 0)
+            width = max(int(keep.sum(1).max()), 1)
+            with torch.no_grad():
+                vals = flat.values[flat.values > 0]
+                if vals.numel():
+                    self.threshold.mul_(0.99).add_(0.01 * vals.min())
+            return torch.where(keep, pre, torch.full_like(pre, -torch.inf)).topk(width, dim=1).indices
+        # batchtopk at inference, relu_l1: everything above the threshold (0 for relu_l1)
+        thr = self.threshold if self.kind == "batchtopk" else 0.0
+        width = max(int((pre > thr).sum(1).max()), 1)
+        return pre.topk(min(width, self.d_sae), dim=1).indices
+
+    def encode(self, x: Tensor, k: int | None = None) -> EncoderOutput:
+        """Sparse code of x [B, d_in]: differentiable top_acts with respect to W_enc, b_enc, b_dec."""
+        pre = self.pre_activations(x)
+        idx = self.select(pre, k)
+        acts = self.gather_acts(x, pre, idx)
+        if self.kind == "batchtopk" and not self.training:
+            acts = acts * (acts > self.threshold)
+        return EncoderOutput(acts, idx, pre)
+
+    def gather_acts(self, x: Tensor, pre: Tensor, idx: Tensor) -> Tensor:
+        """ReLU(pre[b, idx[b, j]]) as a differentiable function of the parameters."""
+        b_dec = self.b_dec if self.center_input else None
+        if self.decoder_impl == "sparse":
+            vals = sparse_ops.selected_preacts(x, pre, idx, self.W_enc, self.b_enc, b_dec)
+        else:
+            xc = x - b_dec if b_dec is not None else x
+            vals = torch.addmm(self.b_enc, xc, self.W_enc).gather(1, idx)
+        return torch.relu(vals)
+
+    # --- decode -------------------------------------------------------------------------------
+    def decode(self, top_acts: Tensor, top_indices: Tensor, bias: bool = True) -> Tensor:
+        """[B, d_in] reconstruction from a sparse code."""
+        if self.decoder_impl == "sparse":
+            out = sparse_ops.sparse_decode(top_indices, top_acts, self.W_dec)
+        else:
+            dense = torch.zeros(top_acts.shape[0], self.d_sae, dtype=top_acts.dtype,
+                                device=top_acts.device)
+            out = dense.scatter(1, top_indices, top_acts) @ self.W_dec
+        return out + self.b_dec if bias else out
+
+    def forward(self, x: Tensor) -> ForwardOutput:
+        enc = self.encode(x)
+        return ForwardOutput(self.decode(enc.top_acts, enc.top_indices), enc)
+
+    # --- constraints --------------------------------------------------------------------------
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        """Rescale W_dec rows to unit norm (for tied weights: the columns of W_enc)."""
+        w = self.W_dec
+        w.div_(w.norm(dim=1, keepdim=True).clamp_min(1e-8))
+
+    @torch.no_grad()
+    def remove_parallel_grad(self) -> None:
+        """Drop the part of W_dec's gradient that would change row norms (renormalised anyway)."""
+        if self._W_dec is None or self._W_dec.grad is None:
+            return
+        w, g = self._W_dec, self._W_dec.grad
+        g.sub_((g * w).sum(dim=1, keepdim=True) * w)
+
+    def state_for_save(self) -> dict[str, Tensor]:
+        """The four SAELens tensors, contiguous, on CPU (W_dec materialised even when tied)."""
+        return {
+            "W_enc": self.W_enc.detach().cpu().contiguous(),
+            "b_enc": self.b_enc.detach().cpu().contiguous(),
+            "W_dec": self.W_dec.detach().cpu().contiguous(),
+            "b_dec": self.b_dec.detach().cpu().contiguous(),
+        }
+
+    @torch.no_grad()
+    def load_tensors(self, tensors: dict[str, Tensor]) -> None:
+        """Inverse of `state_for_save` (shapes checked by the caller)."""
+        self.W_enc.copy_(tensors["W_enc"])
+        self.b_enc.copy_(tensors["b_enc"])
+        self.b_dec.copy_(tensors["b_dec"])
+        if self._W_dec is not None:
+            self._W_dec.copy_(tensors["W_dec"])
+        if "threshold" in tensors:
+            self.threshold.copy_(tensors["threshold"])

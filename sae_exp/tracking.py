@@ -1,0 +1,102 @@
+"""Weights & Biases logging that never stops a run.
+
+`wandb.mode`: online | offline (default: files under the run dir, `wandb sync` later) | disabled.
+Any W&B failure (not installed, no network, bad key) becomes one warning; the run goes on with
+its local files. Secrets are scrubbed from the logged config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SECRET_PATTERN = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.I)
+
+
+def scrub(obj: Any) -> Any:
+    """Replace values under secret-looking keys, and any value equal to a secret env var."""
+    secrets = {v for k, v in os.environ.items() if SECRET_PATTERN.search(k) and len(v) >= 8}
+    def walk(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {k: ("***" if SECRET_PATTERN.search(str(k)) else walk(v)) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [walk(v) for v in o]
+        if isinstance(o, str) and any(s in o for s in secrets):
+            return "***"
+        return o
+    return walk(obj)
+
+
+class Tracker:
+    """A thin wrapper around one W&B run; every method is a no-op when W&B is off or failed."""
+
+    def __init__(self, mode: str, project: str, entity: str | None, group: str | None,
+                 name: str, tags: list[str], config: dict, run_dir: Path) -> None:
+        self.run = None
+        if mode == "disabled":
+            return
+        try:
+            import wandb
+
+            os.environ.setdefault("WANDB_SILENT", "true")
+            self.run = wandb.init(
+                mode=mode, project=project, entity=entity, group=group, name=name,
+                tags=list(tags), config=scrub(config), dir=str(run_dir), reinit="finish_previous",
+                settings=wandb.Settings(init_timeout=60, console="off"),
+            )
+        except Exception as e:  # W&B must never stop a run
+            log.warning("W&B is unavailable (%s: %s); continuing with local files only.",
+                        type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            self.run = None
+
+    def _safe(self, what: str, fn) -> None:
+        if self.run is None:
+            return
+        try:
+            fn()
+        except Exception as e:
+            log.warning("W&B %s failed (%s); continuing.", what, e)
+
+    def log(self, metrics: dict, step: int | None = None) -> None:
+        self._safe("log", lambda: self.run.log(metrics, step=step))
+
+    def summary(self, values: dict) -> None:
+        def do() -> None:
+            for k, v in values.items():
+                self.run.summary[k] = v
+        self._safe("summary", do)
+
+    def log_images(self, paths: list[Path]) -> None:
+        def do() -> None:
+            import wandb
+            self.run.log({f"figures/{p.stem}": wandb.Image(str(p)) for p in paths})
+        self._safe("images", do)
+
+    def log_table(self, key: str, columns: list[str], rows: list[list]) -> None:
+        def do() -> None:
+            import wandb
+            self.run.log({key: wandb.Table(columns=columns, data=rows)})
+        self._safe("table", do)
+
+    def log_artifact(self, name: str, kind: str, files: list[Path]) -> None:
+        def do() -> None:
+            import wandb
+            art = wandb.Artifact(re.sub(r"[^\w.-]", "_", name), type=kind)
+            for f in files:
+                if Path(f).is_file():
+                    art.add_file(str(f))
+            self.run.log_artifact(art)
+        self._safe("artifact", do)
+
+    def finish(self, exit_code: int = 0) -> None:
+        self._safe("finish", lambda: self.run.finish(exit_code=exit_code))
+        self.run = None
+
+    @property
+    def run_path(self) -> str | None:
+        return None if self.run is None else getattr(self.run, "dir", None)

@@ -1,0 +1,240 @@
+"""Training loop: minibatches, Adam, LR warm-up + cosine, grad clipping, L1 warm-up, AuxK.
+
+Loss (per step, B rows):
+    mse  = mean over B x d_in of (x_hat - x)^2                    (the notebook's `mse_loss`)
+    l1   = sum |top_acts| / (B d_sae)                             (the notebook's `code.abs().mean()`)
+    aux  = mean (e_hat - e)^2, e = x - x_hat (detached), e_hat = decode of the top `aux_k` dead
+           latents' activations (Gao et al. 2024, AuxK; revives dead latents)
+    loss = mse + sparsity_coeff * min(1, epoch / l1_warmup_epochs) * l1 + aux_coeff * aux
+A latent is dead after `dead_after_rows` training rows without firing.
+The learning rate warms up linearly for `warmup_steps`, then follows a cosine to
+`lr * min_lr_ratio` at the last step (with no warm-up this is the notebook's CosineAnnealingLR).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sae_exp.config import OptimizerConfig, SparsityConfig, TrainerConfig
+from sae_exp.errors import TrainingError
+from sae_exp.sae import SAE
+from sae_exp.stream import RowStream
+
+log = logging.getLogger(__name__)
+
+
+class Interrupted(Exception):
+    """Training stopped on request (Ctrl-C / SIGTERM) after saving a checkpoint."""
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue training exactly where it stopped."""
+
+    step: int = 0
+    rows_since_fired: torch.Tensor | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
+    """Multiplier of the base LR at `step` (0-based)."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    span = max(total - warmup, 1)
+    progress = min((step - warmup) / span, 1.0)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def batch_fvu(x: torch.Tensor, x_hat: torch.Tensor) -> float:
+    """sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over the rows of one batch."""
+    denom = (x - x.mean(0)).pow(2).sum()
+    return float((x - x_hat).pow(2).sum() / denom.clamp_min(1e-12))
+
+
+class Trainer:
+    """Trains an SAE on rows streamed from an activation array (possibly memory-mapped)."""
+
+    def __init__(
+        self,
+        sae: SAE,
+        opt_cfg: OptimizerConfig,
+        sp_cfg: SparsityConfig,
+        tr_cfg: TrainerConfig,
+        device: torch.device,
+        normalize_decoder: bool = True,
+    ) -> None:
+        self.sae, self.opt_cfg, self.sp_cfg, self.tr_cfg = sae, opt_cfg, sp_cfg, tr_cfg
+        self.device, self.normalize_decoder = device, normalize_decoder
+        self.optimizer = torch.optim.Adam(sae.parameters(), lr=opt_cfg.lr, betas=tuple(opt_cfg.betas))
+        self.state = TrainState(rows_since_fired=torch.zeros(sae.d_sae, dtype=torch.long))
+        self.stop_requested = False
+        self.on_log: Callable[[dict], None] | None = None
+        self.on_checkpoint: Callable[[], None] | None = None
+
+    # --- public -------------------------------------------------------------------------------
+    def fit(self, stream: RowStream) -> list[dict]:
+        """Train for `trainer.epochs` epochs from the current state; returns the metric history."""
+        per_epoch = stream.steps_per_epoch
+        total = per_epoch * self.tr_cfg.epochs
+        start = self.state.step
+        bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True,
+                   disable=None)
+        for epoch in range(start // per_epoch, self.tr_cfg.epochs):
+            skip = start - epoch * per_epoch if epoch == start // per_epoch else 0
+            for x in stream.epoch(epoch, start_step=skip):
+                if self.stop_requested:
+                    bar.close()
+                    raise Interrupted(f"stopped at step {self.state.step}")
+                metrics = self._train_step(x.to(self.device, non_blocking=True), epoch, total)
+                self.state.step += 1
+                bar.update(1)
+                if self.state.step % self.tr_cfg.log_every == 0 or self.state.step == total:
+                    self._log_step(metrics, epoch, bar)
+                self._checkpoint_if_needed(total)
+        bar.close()
+        return self.state.history
+
+    def init_b_dec(self, x_sample: torch.Tensor) -> None:
+        """Start b_dec at the data mean so the encoder sees centred inputs from step one."""
+        with torch.no_grad():
+            self.sae.b_dec.copy_(x_sample.to(self.sae.b_dec).mean(0))
+
+    # --- steps --------------------------------------------------------------------------------
+    def _train_step(self, x: torch.Tensor, epoch: int, total: int) -> dict:
+        sae, sp = self.sae, self.sp_cfg
+        factor = lr_factor(self.state.step, total, self.opt_cfg.warmup_steps,
+                           self.opt_cfg.schedule, self.opt_cfg.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.opt_cfg.lr * factor
+        with self._autocast():
+            out = sae(x)
+            acts = out.enc.top_acts
+            mse = (out.x_hat - x).pow(2).mean()
+            l1 = acts.abs().sum() / (x.shape[0] * sae.d_sae)
+            warm = min(1.0, epoch / sp.l1_warmup_epochs) if sp.l1_warmup_epochs > 0 else 1.0
+            loss = mse + sp.sparsity_coeff * warm * l1
+            aux = self._aux_loss(x, out) if sp.aux_coeff > 0 and sp.kind != "relu_l1" else None
+            if aux is not None:
+                loss = loss + sp.aux_coeff * aux
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"non-finite loss ({float(loss)}) at step {self.state.step}: the last good "
+                "checkpoint is kept; lower optimizer.lr or check the activations for outliers."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.normalize_decoder:
+            sae.remove_parallel_grad()
+        if self.opt_cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), self.opt_cfg.grad_clip)
+        self.optimizer.step()
+        if self.normalize_decoder:
+            sae.normalize_decoder()
+        self._update_dead(acts.detach(), out.enc.top_indices, x.shape[0])
+        with torch.no_grad():
+            return {
+                "loss": float(loss),
+                "mse": float(mse),
+                "l1": float(l1),
+                "aux": float(aux) if aux is not None else 0.0,
+                "l0": float((acts > 0).sum(1).float().mean()),
+                "fvu": batch_fvu(x.float(), out.x_hat.float()),
+                "lr": self.opt_cfg.lr * factor,
+            }
+
+    def _aux_loss(self, x: torch.Tensor, out) -> torch.Tensor | None:
+        dead = self.state.rows_since_fired.to(x.device) > self.sp_cfg.dead_after_rows
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return None
+        k_aux = min(self.sp_cfg.aux_k or max(self.sae.d_in // 2, 1), n_dead)
+        pre = out.enc.pre_acts.masked_fill(~dead, -torch.inf)
+        idx = pre.topk(k_aux, dim=1, sorted=False).indices
+        aux_acts = self.sae.gather_acts(x, out.enc.pre_acts, idx)
+        e = (x - out.x_hat).detach()
+        e_hat = self.sae.decode(aux_acts, idx, bias=False)
+        return (e_hat - e).pow(2).mean()
+
+    def _update_dead(self, acts: torch.Tensor, idx: torch.Tensor, n_rows: int) -> None:
+        fired = torch.zeros(self.sae.d_sae, dtype=torch.bool, device=idx.device)
+        fired[idx[acts > 0]] = True
+        counter = self.state.rows_since_fired
+        counter += n_rows
+        counter[fired.cpu()] = 0
+
+    def _log_step(self, metrics: dict, epoch: int, bar: tqdm) -> None:
+        dead = float((self.state.rows_since_fired > self.sp_cfg.dead_after_rows).float().mean())
+        row = {"step": self.state.step, "epoch": epoch, **metrics, "dead_fraction": dead}
+        self.state.history.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.4g}", fvu=f"{row['fvu']:.3f}", l0=f"{row['l0']:.1f}")
+        if self.on_log is not None:
+            self.on_log(row)
+
+    def _checkpoint_if_needed(self, total: int) -> None:
+        every = self.tr_cfg.checkpoint_every
+        if every > 0 and self.state.step % every == 0 and self.state.step < total:
+            if self.on_checkpoint is not None:
+                self.on_checkpoint()
+
+    def _autocast(self):
+        if self.tr_cfg.autocast == "bf16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, enabled=False)
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "sae": self.sae.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.state.step,
+            "rows_since_fired": self.state.rows_since_fired.clone(),
+            "history": self.state.history,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sae.load_state_dict(state["sae"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.state = TrainState(
+            step=int(state["step"]),
+            rows_since_fired=state["rows_since_fired"].clone(),
+            history=list(state["history"]),
+        )
+        torch.set_rng_state(state["torch_rng"])
+
+
+@torch.no_grad()
+def encode_rows(
+    sae: SAE, acts: np.ndarray, device: torch.device, batch_size: int = 8192
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse codes of every row with the inference encoder: (top_indices [N, k], top_acts [N, k]).
+
+    Widths can differ between batches (relu_l1, batchtopk at inference); narrower batches are
+    padded with inactive slots (activation 0)."""
+    was_training = sae.training
+    sae.eval()
+    idx_parts, val_parts = [], []
+    for s in range(0, len(acts), batch_size):
+        x = torch.as_tensor(np.asarray(acts[s : s + batch_size]), dtype=torch.float32).to(device)
+        enc = sae.encode(x)
+        idx_parts.append(enc.top_indices.cpu().numpy())
+        val_parts.append(enc.top_acts.float().cpu().numpy())
+    sae.train(was_training)
+    width = max(p.shape[1] for p in idx_parts) if idx_parts else sae.k
+    idx = np.zeros((len(acts), width), dtype=np.int64)
+    val = np.zeros((len(acts), width), dtype=np.float32)
+    row = 0
+    for i_p, v_p in zip(idx_parts, val_parts, strict=True):
+        n, w = i_p.shape
+        idx[row : row + n, :w], val[row : row + n, :w] = i_p, v_p
+        row += n
+    return idx, val
