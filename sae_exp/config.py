@@ -65,7 +65,7 @@ class DataConfig:
     normalize: str = "none"  # none | mean_center | unit_norm | scale_to_sqrt_d
     drop_nonfinite: bool = False  # drop NaN/Inf rows (with a count) instead of failing
     test_fraction: float = 0.2  # share of sentences held out, where the source has no split
-    cache_dir: str = "${hydra:runtime.cwd}/outputs/cache"
+    cache_dir: str = "outputs/cache"  # relative to the directory the command runs in
 
 
 @dataclass

@@ -1,0 +1,49 @@
+"""Shared fixtures: every test starts from seeded RNGs; helpers to run the CLI."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Tiny settings: a run of the real app in a few seconds on 2 cores.
+TINY = [
+    "data=synthetic",
+    "wandb.mode=disabled",
+    "data.n_sentences=60",
+    "data.d_in=16",
+    "data.n_specific=3",
+    "data.n_shared=2",
+    "data.n_common=6",
+    "data.features_per_token=2",
+    "model.hidden_dim=32",
+    "sparsity.top_k=4",
+    "trainer.epochs=3",
+    "trainer.batch_size=256",
+    "analysis.bootstrap=20",
+    "analysis.permutations=20",
+]
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+def run_cli(module: str, args: list[str], cwd: Path, env: dict | None = None,
+            timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python -m <module> <args>` as a user would, in `cwd`."""
+    full_env = {**os.environ, "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None) if env is None or "HYDRA_FULL_ERROR" not in env else None
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,108 @@
+"""The SAE's math: shapes, top-k at inference, unit-norm decoder, a real tie, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sae_exp import files
+from sae_exp.config import OptimizerConfig, SparsityConfig, TrainerConfig
+from sae_exp.sae import SAE
+from sae_exp.stream import RowStream
+from sae_exp.train import Trainer, lr_factor
+
+
+def test_shapes_follow_saelens_names():
+    sae = SAE(d_in=12, d_sae=40, k=5)
+    x = torch.randn(7, 12)
+    out = sae(x)
+    assert sae.W_enc.shape == (12, 40) and sae.W_dec.shape == (40, 12)
+    assert sae.b_enc.shape == (40,) and sae.b_dec.shape == (12,)
+    assert out.x_hat.shape == (7, 12)
+    assert out.enc.top_acts.shape == (7, 5) and out.enc.top_indices.shape == (7, 5)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_topk_applies_in_training_and_at_inference(training):
+    sae = SAE(d_in=10, d_sae=50, k=3)
+    with torch.no_grad():
+        sae.b_enc.fill_(1.0)  # every pre-activation positive: without top-k all 50 would fire
+    sae.train(training)
+    enc = sae.encode(torch.randn(20, 10))
+    assert ((enc.top_acts > 0).sum(1) <= 3).all()
+    dense = torch.zeros(20, 50).scatter(1, enc.top_indices, enc.top_acts)
+    assert ((dense > 0).sum(1) == 3).all()
+
+
+def test_encode_picks_the_largest_preactivations():
+    sae = SAE(d_in=6, d_sae=30, k=4, center_input=False)
+    x = torch.randn(9, 6)
+    pre = torch.relu(x @ sae.W_enc + sae.b_enc)
+    enc = sae.encode(x)
+    expect = pre.topk(4, dim=1).values.sort(dim=1).values
+    assert torch.allclose(enc.top_acts.sort(dim=1).values, expect, atol=1e-6)
+
+
+def _one_step(sae: SAE, x: torch.Tensor) -> None:
+    tr = Trainer(sae, OptimizerConfig(lr=1e-2), SparsityConfig(top_k=sae.k),
+                 TrainerConfig(epochs=1, batch_size=None, log_every=1), torch.device("cpu"))
+    import numpy as np
+
+    tr.fit(RowStream(x.numpy(), np.arange(len(x)), None, seed=0))
+
+
+def test_decoder_rows_unit_norm_after_training():
+    sae = SAE(d_in=8, d_sae=24, k=3)
+    assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(24), atol=1e-5)
+    _one_step(sae, torch.randn(64, 8) * 3)
+    assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(24), atol=1e-5)
+
+
+def test_tie_is_one_shared_parameter():
+    sae = SAE(d_in=8, d_sae=24, k=3, tied=True)
+    names = [n for n, _ in sae.named_parameters()]
+    assert names == ["W_enc", "b_enc", "b_dec"]
+    assert sae.W_dec.data_ptr() == sae.W_enc.data_ptr()
+    _one_step(sae, torch.randn(64, 8))
+    assert torch.equal(sae.W_dec, sae.W_enc.t())  # still the same storage after updates
+    untied = SAE(d_in=8, d_sae=24, k=3, tied=False)
+    assert untied.W_dec.data_ptr() != untied.W_enc.data_ptr()
+
+
+def test_untied_decoder_starts_as_normalised_encoder_transpose():
+    sae = SAE(d_in=8, d_sae=24, k=3)
+    w = sae.W_enc.detach().t()
+    assert torch.allclose(sae.W_dec, w / w.norm(dim=1, keepdim=True), atol=1e-6)
+
+
+def test_notebook_cosine_schedule():
+    # no warm-up: CosineAnnealingLR(T_max=total) stepped once per step
+    assert lr_factor(0, 200, 0, "cosine", 0.0) == pytest.approx(1.0)
+    assert lr_factor(100, 200, 0, "cosine", 0.0) == pytest.approx(0.5)
+    assert lr_factor(10, 100, 20, "cosine", 0.0) == pytest.approx(11 / 20)
+    assert lr_factor(50, 100, 0, "constant", 0.0) == 1.0
+
+
+@pytest.mark.parametrize("kind", ["topk", "batchtopk", "relu_l1"])
+@pytest.mark.parametrize("tied", [False, True])
+def test_save_load_roundtrip(tmp_path, kind, tied):
+    sae = SAE(d_in=8, d_sae=24, kind=kind, k=3, tied=tied)
+    with torch.no_grad():
+        sae.b_dec.normal_()
+        sae.threshold.fill_(0.25)
+    files.save_sae(tmp_path, sae, {"normalize": {"kind": "none"}})
+    loaded, cfg = files.load_sae(tmp_path)
+    assert cfg["architecture"] == kind and cfg["d_sae"] == 24
+    x = torch.randn(5, 8)
+    sae.eval()
+    assert torch.allclose(loaded(x).x_hat, sae(x).x_hat, atol=1e-6)
+
+
+def test_load_rejects_wrong_shapes(tmp_path):
+    from sae_exp.errors import DataError
+
+    files.save_sae(tmp_path, SAE(d_in=8, d_sae=24, k=3), {})
+    cfg = (tmp_path / files.SAE_CFG).read_text().replace('"d_sae": 24', '"d_sae": 25')
+    (tmp_path / files.SAE_CFG).write_text(cfg)
+    with pytest.raises(DataError, match="W_enc should have shape"):
+        files.load_sae(tmp_path)
