@@ -52,7 +52,7 @@ class SparsityConfig:
     top_k: int = 30
     sparsity_coeff: float = 0.0  # L1 weight on latent activations (notebook: 0.1)
     l1_warmup_epochs: int = 0  # linear warm-up of the L1 weight (notebook: 50)
-    aux_k: int | None = None  # AuxK: how many dead latents reconstruct the residual; null = d_in // 2
+    aux_k: int | None = None  # AuxK: dead latents that model the residual; null = d_in // 2
     aux_coeff: float = 0.03125  # AuxK loss weight (1/32, Gao et al. 2024)
     dead_after_rows: int = 100_000  # a latent is dead after this many rows without firing
 
@@ -113,6 +113,7 @@ class TrainerConfig:
     log_every: int = 10  # steps between metrics.jsonl lines
     checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end / on interrupt
     num_threads: int | None = None  # torch CPU threads; null = torch's default
+    ddp: bool | None = None  # data-parallel under torchrun; null = on when WORLD_SIZE > 1
 
 
 @dataclass
@@ -128,6 +129,8 @@ class AnalysisConfig:
     top_examples: int = 5
     min_sentences: int = 20  # fewer sentences than this in a label: warning in the report
     seed: int = 0
+    ci_level: float = 0.95  # two-sided level of the bootstrap percentile CIs
+    probe_l2: float = 1.0  # L2 weight of the logistic probes (on standardised features)
 
 
 @dataclass
@@ -138,6 +141,15 @@ class WandbConfig:
     group: str | None = None  # null: multirun jobs share the sweep dir's name
     tags: list[str] = field(default_factory=list)
     log_artifacts: bool = True
+
+
+@dataclass
+class ObjectiveConfig:
+    """The value the Hydra entry point returns to a sweeper (Optuna) to minimise:
+    fvu + l0_penalty * max(0, l0 - l0_max) / l0_max, or fvu alone when l0_max is null."""
+
+    l0_max: float | None = None
+    l0_penalty: float = 1.0
 
 
 @dataclass
@@ -152,6 +164,17 @@ class Config:
     seed: int = 0
     name: str = "default"
     resume: str | None = None  # a run dir to continue from its last checkpoint
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+
+
+# The schema of each data source's keys: types a saved `.hydra/config.yaml` snapshot (resume,
+# rerun), where Hydra's defaults list no longer names the schema.
+DATA_SCHEMAS: dict[str, type[DataConfig]] = {
+    "synthetic": SyntheticDataConfig,
+    "file": FileDataConfig,
+    "logic_minilm": ModelDataConfig,
+    "hf_model": ModelDataConfig,
+}
 
 
 def register_configs() -> None:
@@ -207,7 +230,8 @@ def validate(cfg: Config) -> None:
            "use two values in [0, 1)")
     _check(o.warmup_steps >= 0, "optimizer.warmup_steps", o.warmup_steps, "use >= 0")
     _one_of("optimizer.schedule", o.schedule, SCHEDULES)
-    _check(0 <= o.min_lr_ratio <= 1, "optimizer.min_lr_ratio", o.min_lr_ratio, "use a value in [0, 1]")
+    _check(0 <= o.min_lr_ratio <= 1, "optimizer.min_lr_ratio", o.min_lr_ratio,
+           "use a value in [0, 1]")
     _check(o.grad_clip >= 0, "optimizer.grad_clip", o.grad_clip, "use >= 0 (0 disables clipping)")
     _check(t.epochs >= 1, "trainer.epochs", t.epochs, "use an integer >= 1")
     _check(t.batch_size is None or t.batch_size >= 1, "trainer.batch_size", t.batch_size,
@@ -216,10 +240,15 @@ def validate(cfg: Config) -> None:
     _one_of("trainer.autocast", t.autocast, AUTOCAST)
     _check(t.log_every >= 1, "trainer.log_every", t.log_every, "use an integer >= 1")
     _check(t.checkpoint_every >= 0, "trainer.checkpoint_every", t.checkpoint_every, "use >= 0")
+    ob = cfg.objective
+    _check(ob.l0_max is None or ob.l0_max > 0, "objective.l0_max", ob.l0_max, "use null or > 0")
+    _check(ob.l0_penalty >= 0, "objective.l0_penalty", ob.l0_penalty, "use a value >= 0")
     _check(0 < a.alpha < 1, "analysis.alpha", a.alpha, "use a value strictly between 0 and 1")
     _check(a.min_log2_ratio >= 0, "analysis.min_log2_ratio", a.min_log2_ratio, "use >= 0")
-    _check(0 <= a.fire_fraction < 1, "analysis.fire_fraction", a.fire_fraction, "use a value in [0, 1)")
-    _check(0 < a.fire_percentile <= 100, "analysis.fire_percentile", a.fire_percentile, "use (0, 100]")
+    _check(0 <= a.fire_fraction < 1, "analysis.fire_fraction", a.fire_fraction,
+           "use a value in [0, 1)")
+    _check(0 < a.fire_percentile <= 100, "analysis.fire_percentile", a.fire_percentile,
+           "use a value in (0, 100]")
     _check(a.bootstrap >= 0, "analysis.bootstrap", a.bootstrap, "use >= 0 (0 disables the CI)")
     _check(a.permutations >= 0, "analysis.permutations", a.permutations, "use >= 0 (0 disables)")
     _check(all(k >= 1 for k in a.probe_k), "analysis.probe_k", a.probe_k, "use integers >= 1")

@@ -7,12 +7,16 @@ files + W&B. `run(cfg, run_dir)` does the work on plain dataclasses and returns 
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
-import os
+import shutil
 import signal
 import sys
+import tempfile
+import threading
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -21,11 +25,12 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from sae_exp import files, overlap, report
+from sae_exp import compare, distributed, files, overlap, report
 from sae_exp.activations import load_activations
-from sae_exp.config import Config, register_configs, validate
-from sae_exp.errors import DataError, TrainingError, UserError
+from sae_exp.config import DATA_SCHEMAS, Config, register_configs, validate
+from sae_exp.errors import ConfigError, DataError, TrainingError, UserError
 from sae_exp.metrics import quality_metrics
 from sae_exp.normalize import NormalizedRows, fit_normalizer
 from sae_exp.provenance import run_info
@@ -102,8 +107,16 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
         torch.set_num_threads(cfg.trainer.num_threads)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.trainer.device)
+    ctx = distributed.setup(cfg.trainer.ddp, device)  # None unless under torchrun (DDP)
+    if ctx is not None:
+        device = ctx.device(device)
+    main_rank = ctx is None or ctx.is_main  # only rank 0 writes files and logs to W&B
 
+    if not main_rank:
+        ctx.barrier()  # rank 0 loads first (and fills the activation cache)
     data = load_activations(cfg.data, seed=cfg.seed, device=str(device))
+    if ctx is not None and ctx.is_main:
+        ctx.barrier()
     train_rows, test_rows = _check_data(data, cfg)
     norm = fit_normalizer(cfg.data.normalize, data.acts, train_rows)
     X = data.acts if norm.kind == "none" else NormalizedRows(data.acts, norm)
@@ -119,21 +132,29 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     trainer.init_b_dec(torch.as_tensor(np.asarray(X[sample]), dtype=torch.float32))
     if cfg.resume:
         _load_checkpoint(trainer, Path(cfg.resume), device)
+    if ctx is not None:
+        trainer.dist = ctx
+        ctx.broadcast_module(sae)
 
     group = cfg.wandb.group or _sweep_group()
-    tracker = Tracker(cfg.wandb.mode, cfg.wandb.project, cfg.wandb.entity, group,
-                      f"{cfg.name}-{run_dir.name}", cfg.wandb.tags, config_dict or {}, run_dir)
-    trainer.on_log = _MetricsLog(run_dir / files.METRICS, tracker)
-    trainer.on_checkpoint = lambda: files.atomic_torch_save(run_dir / files.CHECKPOINT,
-                                                           trainer.state_dict())
+    tracker = Tracker(cfg.wandb.mode if main_rank else "disabled", cfg.wandb.project,
+                      cfg.wandb.entity, group, f"{cfg.name}-{run_dir.name}", cfg.wandb.tags,
+                      config_dict or {}, run_dir)
+    if main_rank:
+        trainer.on_log = _MetricsLog(run_dir / files.METRICS, tracker)
+        trainer.on_checkpoint = lambda: files.atomic_torch_save(run_dir / files.CHECKPOINT,
+                                                               trainer.state_dict())
+        for row in trainer.state.history:  # a resumed run's log starts with the earlier steps
+            trainer.on_log(row)
     stream = RowStream(X, train_rows, cfg.trainer.batch_size, seed=cfg.seed)
     incomplete = False
-    previous = _install_stop_handler(trainer)
+    stop = _StopSignals(trainer).install()
     try:
         trainer.fit(stream)
     except Interrupted:
         incomplete = True
-        files.atomic_torch_save(run_dir / files.CHECKPOINT, trainer.state_dict())
+        if main_rank:
+            files.atomic_torch_save(run_dir / files.CHECKPOINT, trainer.state_dict())
         log.warning("interrupted at step %d: checkpoint saved; resume with resume=%s",
                     trainer.state.step, run_dir)
     except TrainingError:
@@ -146,7 +167,12 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
             "trainer.batch_size (or model.hidden_dim)."
         ) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        stop.restore()
+    if ctx is not None:
+        ctx.average_buffers(sae)
+        ctx.close()
+        if not main_rank:
+            return {}
 
     files.save_sae(run_dir, sae, {
         "normalize": norm.to_json(),
@@ -175,6 +201,8 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     wall = time.time() - start
     info = run_info(cfg.seed, str(device), data.fingerprint, wall, status=(
         "incomplete" if incomplete else "complete"), data_meta=data.meta)
+    info.update(torch_threads=torch.get_num_threads(), world_size=ctx.world_size if ctx else 1,
+                wandb_group=group)
     files.atomic_write_json(run_dir / files.RUN_INFO, scrub(info))
 
     summary = {f"metrics/{k}": v for k, v in quality.items() if isinstance(v, (int, float))}
@@ -187,6 +215,8 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     tracker.finish()
     log.info("done in %.1fs: fvu %.4f, l0 %.1f, dead %.3f -> %s", wall, quality["fvu"],
              quality["l0"], quality["dead_fraction"], run_dir / files.REPORT_MD)
+    if stop.received == "SIGINT":
+        raise KeyboardInterrupt  # Ctrl-C: the files are written; stop here (and any sweep)
     return rep
 
 
@@ -202,11 +232,36 @@ def _load_checkpoint(trainer: Trainer, old_dir: Path, device: torch.device) -> N
     log.info("resumed from %s at step %d", path, trainer.state.step)
 
 
-def _install_stop_handler(trainer: Trainer):
-    """SIGTERM (a killed cluster job) stops training at the next step, with a checkpoint."""
-    def handler(signum, frame):  # noqa: ARG001
-        trainer.stop_requested = True
-    return signal.signal(signal.SIGTERM, handler)
+class _StopSignals:
+    """While training: SIGTERM (a killed cluster job), Ctrl-C and SIGUSR2 (submitit: the SLURM
+    time limit is near) stop at the next step, with a checkpoint and an incomplete report.
+    A second Ctrl-C aborts at once; after a first one the run ends with KeyboardInterrupt once
+    its files are written (so a multirun stops too)."""
+
+    NAMES = ("SIGTERM", "SIGINT", "SIGUSR2")
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer, self.received, self.previous = trainer, None, {}
+
+    def install(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():  # signals: main thread only
+            for sig in [getattr(signal, n) for n in self.NAMES if hasattr(signal, n)]:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def restore(self) -> None:
+        for sig, old in self.previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        self.previous = {}
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        name = signal.Signals(signum).name
+        if signum == signal.SIGINT and self.trainer.stop_requested:
+            raise KeyboardInterrupt
+        if not self.trainer.stop_requested:
+            log.warning("%s: stopping after this step (checkpoint + incomplete report)", name)
+        self.received = self.received or name
+        self.trainer.stop_requested = True
 
 
 def _sweep_group() -> str | None:
@@ -217,17 +272,52 @@ def _sweep_group() -> str | None:
     return Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
 
 
-def _resume_config(cfg: DictConfig) -> DictConfig:
-    """`resume=<run dir>` continues that run with its own saved config (not today's defaults)."""
+def _resume_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
+    """`resume=<run dir>` continues that run with its own saved config (not today's defaults).
+
+    The new run dir's `.hydra/config.yaml` is replaced by that config (with `resume` set), so
+    the snapshot records what ran and `python -m sae_exp.rerun` can repeat it."""
     snap = Path(cfg.resume) / files.HYDRA_DIR / "config.yaml"
     if not snap.is_file():
         raise DataError(f"resume={cfg.resume}: {snap} is missing; is it an sae_exp run dir?")
-    old = OmegaConf.load(snap)
-    old.resume = cfg.resume
+    try:
+        old = OmegaConf.load(snap)
+    except Exception as e:
+        raise DataError(f"{snap} cannot be read ({type(e).__name__}); the run dir is damaged.") \
+            from None
+    old.resume = str(Path(cfg.resume).resolve())
+    ignored = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+    if ignored:
+        log.warning("resume continues with the saved config of %s; ignoring %s", cfg.resume,
+                    " ".join(ignored))
+    saved = run_dir / files.HYDRA_DIR / "config.yaml"
+    if saved.is_file():
+        files.atomic_write_text(saved, OmegaConf.to_yaml(old))
     return old
 
 
+def _typed(cfg: DictConfig) -> Config:
+    """The run's dataclasses. A loaded snapshot (resume, rerun) has no defaults list naming the
+    data schema: it is chosen by `data.source`, so unknown keys still fail."""
+    try:
+        if OmegaConf.get_type(cfg, "data") is dict:
+            source = cfg.data.get("source")
+            if source not in DATA_SCHEMAS:
+                raise ConfigError(f"data.source={source!r} is invalid: allowed values are "
+                                  + ", ".join(DATA_SCHEMAS))
+            cfg = cfg.copy()
+            cfg.data = OmegaConf.merge(OmegaConf.structured(DATA_SCHEMAS[source]), cfg.data)
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), cfg))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"the config does not fit this version's schema: "
+                          f"{str(e).splitlines()[0]}") from None
+
+
 register_configs()
+# conf/hydra/launcher/{joblib,submitit_*}.yaml share the plugins' names on purpose (users type
+# hydra/launcher=joblib); Hydra validates them against the plugins' schemas and says so.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/[\w]+' is validated against "
+                        "ConfigStore schema", category=UserWarning)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -236,12 +326,14 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         if cfg.get("resume"):
-            cfg = _resume_config(cfg)
+            cfg = _resume_config(cfg, run_dir)
         config_dict = OmegaConf.to_container(cfg, resolve=True)
-        schema = OmegaConf.merge(OmegaConf.structured(Config), cfg)
-        typed: Config = OmegaConf.to_object(schema)
+        typed = _typed(cfg)
         rep = run(typed, run_dir, config_dict)
-        return float(rep["metrics"]["fvu"])
+        if not rep:  # a DDP rank other than 0
+            return None
+        ob = typed.objective  # FVU, or FVU + a penalty on L0 above objective.l0_max
+        return compare.objective(rep["metrics"], ob.l0_max, ob.l0_penalty)
     except UserError as e:
         log.error("%s", e)
         _write_failure(run_dir, str(e))
@@ -262,8 +354,17 @@ def _write_failure(run_dir: Path, message: str) -> None:
 
 def cli() -> None:
     """Console entry point: Hydra's own config errors (exit 1) become exit 2, like ours."""
-    if os.environ.get("HYDRA_FULL_ERROR") != "1":
-        logging.getLogger("sae_exp").setLevel(logging.INFO)
+    for arg in sys.argv[1:]:  # Hydra rewrites .hydra/ before our code runs: check first
+        if arg.startswith("hydra.run.dir=") and (Path(arg.split("=", 1)[1]) / files.REPORT_JSON).exists():
+            print(f"error: {arg.split('=', 1)[1]} already holds a finished run; choose a new "
+                  "hydra.run.dir (nothing was changed).", file=sys.stderr)
+            raise SystemExit(2)
+    rank, world = distributed.env_rank(), distributed.env_world_size()
+    if world and world > 1 and rank != 0:  # torchrun: only rank 0 writes; Hydra's dir is a temp
+        tmp = tempfile.mkdtemp(prefix=f"sae_exp_rank{rank}_")
+        sys.argv += [f"hydra.run.dir={tmp}", "hydra.output_subdir=null",
+                     "hydra/job_logging=stdout"]
+        atexit.register(shutil.rmtree, tmp, True)
     try:
         main()
     except SystemExit as e:

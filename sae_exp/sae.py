@@ -39,7 +39,7 @@ class ForwardOutput(NamedTuple):
 
 
 class SAE(nn.Module):
-    """A sparse autoencoder with SAELens names: W_enc [d_in, d_sae], b_enc, W_dec [d_sae, d_in], b_dec."""
+    """Sparse autoencoder, SAELens names: W_enc [d_in, d_sae], b_enc, W_dec [d_sae, d_in], b_dec."""
 
     def __init__(
         self,
@@ -55,15 +55,24 @@ class SAE(nn.Module):
         super().__init__()
         self.d_in, self.d_sae, self.kind, self.k = d_in, d_sae, kind, k
         self.tied, self.decoder_impl, self.center_input = tied, decoder_impl, center_input
-        self.W_enc = nn.Parameter(torch.empty(d_in, d_sae))
-        nn.init.xavier_uniform_(self.W_enc, gain=init_gain)
+        # W_enc [d_in, d_sae] is stored latent-major (column-major: the storage is [d_sae, d_in]
+        # row-major). The sparse backward builds W_enc's gradient latent by latent, which then has
+        # the parameter's own layout (no transpose copy of a d_in x d_sae matrix every step), and
+        # a tied W_dec = W_enc.t() is row-major, so decoder row gathers are contiguous. Matmuls
+        # with W_enc cost the same either way; saved files are row-major (`state_for_save`).
+        w_init = torch.empty(d_in, d_sae)
+        nn.init.xavier_uniform_(w_init, gain=init_gain)  # same values as a row-major init
+        self.W_enc = nn.Parameter(torch.empty(d_sae, d_in).t().copy_(w_init))
         self.b_enc = nn.Parameter(torch.zeros(d_sae))
         self.b_dec = nn.Parameter(torch.zeros(d_in))
         if tied:
             self._W_dec = None
         else:
-            w = self.W_enc.detach().t().clone()
-            self._W_dec = nn.Parameter(w / w.norm(dim=1, keepdim=True).clamp_min(1e-8))
+            # Row-major [d_sae, d_in], so a decoder row gather reads contiguous memory.
+            w = self.W_enc.detach().t()
+            self._W_dec = nn.Parameter(
+                (w / w.norm(dim=1, keepdim=True).clamp_min(1e-8)).contiguous()
+            )
         # batchtopk: inference threshold, a running mean of the smallest selected activation.
         self.register_buffer("threshold", torch.zeros(()))
 
@@ -95,14 +104,15 @@ class SAE(nn.Module):
                 vals = flat.values[flat.values > 0]
                 if vals.numel():
                     self.threshold.mul_(0.99).add_(0.01 * vals.min())
-            return torch.where(keep, pre, torch.full_like(pre, -torch.inf)).topk(width, dim=1).indices
+            masked = torch.where(keep, pre, torch.full_like(pre, -torch.inf))
+            return masked.topk(width, dim=1).indices
         # batchtopk at inference, relu_l1: everything above the threshold (0 for relu_l1)
         thr = self.threshold if self.kind == "batchtopk" else 0.0
         width = max(int((pre > thr).sum(1).max()), 1)
         return pre.topk(min(width, self.d_sae), dim=1).indices
 
     def encode(self, x: Tensor, k: int | None = None) -> EncoderOutput:
-        """Sparse code of x [B, d_in]: differentiable top_acts with respect to W_enc, b_enc, b_dec."""
+        """Sparse code of x [B, d_in]; top_acts are differentiable in W_enc, b_enc, b_dec."""
         pre = self.pre_activations(x)
         idx = self.select(pre, k)
         acts = self.gather_acts(x, pre, idx)
@@ -148,7 +158,9 @@ class SAE(nn.Module):
         if self._W_dec is None or self._W_dec.grad is None:
             return
         w, g = self._W_dec, self._W_dec.grad
-        g.sub_((g * w).sum(dim=1, keepdim=True) * w)
+        # g -= <g_i, w_i> w_i row by row, without [d_sae, d_in] temporaries
+        dots = torch.bmm(g.unsqueeze(1), w.unsqueeze(2)).view(-1, 1)
+        g.addcmul_(dots, w, value=-1.0)
 
     def state_for_save(self) -> dict[str, Tensor]:
         """The four SAELens tensors, contiguous, on CPU (W_dec materialised even when tied)."""

@@ -2,7 +2,7 @@
 
 Loss (per step, B rows):
     mse  = mean over B x d_in of (x_hat - x)^2                    (the notebook's `mse_loss`)
-    l1   = sum |top_acts| / (B d_sae)                             (the notebook's `code.abs().mean()`)
+    l1   = sum |top_acts| / (B d_sae)                 (the notebook's `code.abs().mean()`)
     aux  = mean (e_hat - e)^2, e = x - x_hat (detached), e_hat = decode of the top `aux_k` dead
            latents' activations (Gao et al. 2024, AuxK; revives dead latents)
     loss = mse + sparsity_coeff * min(1, epoch / l1_warmup_epochs) * l1 + aux_coeff * aux
@@ -74,11 +74,13 @@ class Trainer:
     ) -> None:
         self.sae, self.opt_cfg, self.sp_cfg, self.tr_cfg = sae, opt_cfg, sp_cfg, tr_cfg
         self.device, self.normalize_decoder = device, normalize_decoder
-        self.optimizer = torch.optim.Adam(sae.parameters(), lr=opt_cfg.lr, betas=tuple(opt_cfg.betas))
+        self.optimizer = torch.optim.Adam(sae.parameters(), lr=opt_cfg.lr,
+                                          betas=tuple(opt_cfg.betas))
         self.state = TrainState(rows_since_fired=torch.zeros(sae.d_sae, dtype=torch.long))
         self.stop_requested = False
         self.on_log: Callable[[dict], None] | None = None
         self.on_checkpoint: Callable[[], None] | None = None
+        self.dist = None  # a distributed.DistContext under torchrun (set by run.py)
 
     # --- public -------------------------------------------------------------------------------
     def fit(self, stream: RowStream) -> list[dict]:
@@ -91,10 +93,16 @@ class Trainer:
         for epoch in range(start // per_epoch, self.tr_cfg.epochs):
             skip = start - epoch * per_epoch if epoch == start // per_epoch else 0
             for x in stream.epoch(epoch, start_step=skip):
-                if self.stop_requested:
+                stop = self.stop_requested if self.dist is None else self.dist.any(
+                    self.stop_requested)
+                if stop:
                     bar.close()
                     raise Interrupted(f"stopped at step {self.state.step}")
-                metrics = self._train_step(x.to(self.device, non_blocking=True), epoch, total)
+                n_rows, weight = x.shape[0], 1.0
+                if self.dist is not None:  # this rank's slice of the batch
+                    x, weight = self.dist.shard(x)
+                metrics = self._train_step(x.to(self.device, non_blocking=True), epoch, total,
+                                           n_rows, weight)
                 self.state.step += 1
                 bar.update(1)
                 if self.state.step % self.tr_cfg.log_every == 0 or self.state.step == total:
@@ -109,7 +117,10 @@ class Trainer:
             self.sae.b_dec.copy_(x_sample.to(self.sae.b_dec).mean(0))
 
     # --- steps --------------------------------------------------------------------------------
-    def _train_step(self, x: torch.Tensor, epoch: int, total: int) -> dict:
+    def _train_step(self, x: torch.Tensor, epoch: int, total: int, n_rows: int | None = None,
+                    grad_weight: float = 1.0) -> dict:
+        """One optimizer step on x; under DDP x is this rank's slice of a batch of `n_rows`
+        rows and `grad_weight` its share of the batch gradient."""
         sae, sp = self.sae, self.sp_cfg
         factor = lr_factor(self.state.step, total, self.opt_cfg.warmup_steps,
                            self.opt_cfg.schedule, self.opt_cfg.min_lr_ratio)
@@ -125,13 +136,18 @@ class Trainer:
             aux = self._aux_loss(x, out) if sp.aux_coeff > 0 and sp.kind != "relu_l1" else None
             if aux is not None:
                 loss = loss + sp.aux_coeff * aux
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        if self.dist is not None:
+            finite = not self.dist.any(not finite)
+        if not finite:
             raise TrainingError(
                 f"non-finite loss ({float(loss)}) at step {self.state.step}: the last good "
                 "checkpoint is kept; lower optimizer.lr or check the activations for outliers."
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.dist is not None:
+            self.dist.all_reduce_grads(list(sae.parameters()), grad_weight)
         if self.normalize_decoder:
             sae.remove_parallel_grad()
         if self.opt_cfg.grad_clip > 0:
@@ -139,7 +155,7 @@ class Trainer:
         self.optimizer.step()
         if self.normalize_decoder:
             sae.normalize_decoder()
-        self._update_dead(acts.detach(), out.enc.top_indices, x.shape[0])
+        self._update_dead(acts.detach(), out.enc.top_indices, n_rows or x.shape[0])
         with torch.no_grad():
             return {
                 "loss": float(loss),
@@ -167,12 +183,16 @@ class Trainer:
     def _update_dead(self, acts: torch.Tensor, idx: torch.Tensor, n_rows: int) -> None:
         fired = torch.zeros(self.sae.d_sae, dtype=torch.bool, device=idx.device)
         fired[idx[acts > 0]] = True
+        if self.dist is not None:
+            fired = self.dist.union(fired)
         counter = self.state.rows_since_fired
         counter += n_rows
         counter[fired.cpu()] = 0
 
     def _log_step(self, metrics: dict, epoch: int, bar: tqdm) -> None:
         dead = float((self.state.rows_since_fired > self.sp_cfg.dead_after_rows).float().mean())
+        if self.dist is not None:
+            metrics = self.dist.mean_metrics(metrics)
         row = {"step": self.state.step, "epoch": epoch, **metrics, "dead_fraction": dead}
         self.state.history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.4g}", fvu=f"{row['fvu']:.3f}", l0=f"{row['l0']:.1f}")

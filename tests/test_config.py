@@ -37,7 +37,8 @@ def test_every_experiment_composes_and_validates(experiment):
 
 def test_seed_notebook_matches_the_notebook():
     cfg = typed(["experiment=seed_notebook"])
-    assert (cfg.model.hidden_dim, cfg.sparsity.top_k, cfg.sparsity.sparsity_coeff) == (2048, 30, 0.1)
+    m, s = cfg.model, cfg.sparsity
+    assert (m.hidden_dim, s.top_k, s.sparsity_coeff) == (2048, 30, 0.1)
     assert (cfg.optimizer.lr, cfg.trainer.epochs, cfg.trainer.batch_size) == (5e-4, 200, None)
     assert (cfg.sparsity.l1_warmup_epochs, cfg.optimizer.grad_clip, cfg.model.init_gain) == (
         50, 1.0, 0.1)

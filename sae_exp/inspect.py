@@ -1,0 +1,220 @@
+"""Encode new sentences with a trained run and say which labelled features they carry.
+
+    python -m sae_exp.inspect <run dir> --input texts.jsonl [--output out.jsonl]
+    echo "Unless it rains, we walk." | python -m sae_exp.inspect <run dir>
+
+Input: `.jsonl` (a `text` field per line; other fields such as `label` are passed through),
+`.txt`/`.csv`-free plain text (one sentence per line), or standard input in either form.
+The run's own model, layer, pooling and normalisation are applied. One JSON line per input, in
+input order:
+
+    text       the sentence
+    latents    [[id, activation], ...]: latents that fire in the sentence (peak over its tokens
+               above the latent's firing threshold from the run's report), strongest first
+    scores     {label: share of that label's `specific` latents that fire in the sentence}
+    predicted  the label with the highest score; when no specific latent fires, the baseline
+               label ("control" where the run had one), else null
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from sae_exp import files
+from sae_exp.data_types import Sentences
+from sae_exp.errors import DataError, UserError
+from sae_exp.normalize import Normalizer
+from sae_exp.train import encode_rows
+
+log = logging.getLogger("sae_exp.inspect")
+TEXT_SOURCES = ("logic_minilm", "hf_model")
+
+
+def read_inputs(path: str | None) -> list[dict]:
+    """Records with a `text` field from a .jsonl / plain-text file, or stdin when path is None/-."""
+    if path in (None, "-"):
+        raw, name = sys.stdin.read(), "<stdin>"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise DataError(f"--input {p}: no such file.")
+        try:
+            raw, name = p.read_text(encoding="utf-8"), str(p)
+        except UnicodeDecodeError as e:
+            raise DataError(
+                f"--input {p} is not UTF-8 text (byte {e.start}); re-save it as UTF-8."
+            ) from None
+    records = []
+    for n, line in enumerate(raw.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("{"):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{name} line {n}: invalid JSON ({e.msg}).") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+                raise DataError(f"{name} line {n}: a JSON line needs a string field `text`.")
+        else:
+            rec = {"text": line}
+        if not rec["text"].strip():
+            raise DataError(f"{name} line {n}: empty `text`.")
+        records.append(rec)
+    if not records:
+        raise DataError(
+            f"{name}: no sentences to inspect (one per line, or JSON lines with `text`)."
+        )
+    return records
+
+
+class RunModel:
+    """A finished run, loaded and checked: SAE, normaliser, data settings, label evidence."""
+
+    def __init__(self, run_dir: Path, device: str = "cpu") -> None:
+        self.run_dir = Path(run_dir)
+        if not self.run_dir.is_dir():
+            raise DataError(f"{run_dir}: no such run dir.")
+        self.device = torch.device(device)
+        self.sae, self.sae_cfg = files.load_sae(self.run_dir, device)
+        snap = self.run_dir / files.HYDRA_DIR / "config.yaml"
+        if not snap.is_file():
+            raise DataError(f"{snap} is missing: {run_dir} is not a complete sae_exp run dir.")
+        self.data_cfg = OmegaConf.to_container(OmegaConf.load(snap).data, resolve=False)
+        self.report = _read_json(self.run_dir / files.REPORT_JSON)
+        cats = self.report.get("categories")
+        if not isinstance(cats, dict) or not cats:
+            raise DataError(f"{self.run_dir / files.REPORT_JSON} has no `categories`; re-run it.")
+        self.specific = {lab: [int(j) for j in c.get("specific", [])] for lab, c in cats.items()}
+        self.baseline = "control" if "control" in cats else None
+        self.thresholds = self._thresholds()
+        self.normalizer = self._normalizer()
+
+    def _thresholds(self) -> np.ndarray:
+        thr = np.zeros(self.sae.d_sae, dtype=np.float32)
+        path = self.run_dir / files.FEATURES
+        if not path.is_file():
+            log.warning("%s missing: any positive activation counts as firing", path)
+            return thr
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                rec = json.loads(line)
+                thr[int(rec["id"])] = float(rec.get("threshold") or 0.0)
+            except (json.JSONDecodeError, KeyError, ValueError, IndexError):
+                raise DataError(f"{path} line {n} is malformed; the run dir is damaged.") from None
+        return thr
+
+    def _normalizer(self) -> Normalizer:
+        spec = self.sae_cfg.get("normalize") or {"kind": "none"}
+        mean = None
+        if spec.get("kind") == "mean_center":
+            from safetensors.torch import load_file
+
+            mean = load_file(str(self.run_dir / files.NORMALIZATION))["mean"].numpy()
+        return Normalizer(spec.get("kind", "none"), mean=mean, scale=float(spec.get("scale", 1.0)))
+
+    def activations(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the run's model/layer/pooling for `texts`: (acts [N, d_in], sentence_index)."""
+        from sae_exp.extract import extract, minilm_path
+
+        d = self.data_cfg
+        if d.get("source") not in TEXT_SOURCES:
+            raise UserError(
+                f"{self.run_dir} was trained on data={d.get('source')} activations, not on a text "
+                "model: inspect needs a run with data=logic_minilm or data=hf_model."
+            )
+        model_path = d.get("model_path") or minilm_path()
+        n = len(texts)
+        sentences = Sentences(labels=np.array([""] * n), subsets=np.array([""] * n),
+                              splits=np.array(["test"] * n), texts=np.array(texts, dtype=object))
+        acts, sentence_index, _ = extract(
+            sentences, model_path, int(d.get("layer", 3)), d.get("pooling", "token"),
+            int(d.get("max_length", 128)), int(d.get("batch_size", 64)), d.get("dtype", "float32"),
+            str(self.device),
+        )
+        if acts.shape[1] != self.sae.d_in:
+            raise DataError(f"the model gives {acts.shape[1]}-dim rows but the SAE expects "
+                            f"{self.sae.d_in}; the run dir does not match its model.")
+        return self.normalizer(acts), sentence_index
+
+    def describe(self, acts: np.ndarray, sentence_index: np.ndarray,
+                 n_sentences: int) -> list[dict]:
+        """Per sentence: firing latents, label scores and the predicted label."""
+        idx, val = encode_rows(self.sae, acts, self.device)
+        out = []
+        for s in range(n_sentences):
+            rows = sentence_index == s
+            peak: dict[int, float] = {}
+            for j, a in zip(idx[rows].ravel(), val[rows].ravel(), strict=True):
+                if a > 0 and a > peak.get(int(j), 0.0):
+                    peak[int(j)] = float(a)
+            firing = {j: a for j, a in peak.items() if a > self.thresholds[j]}
+            scores = {lab: (sum(j in firing for j in ids) / len(ids) if ids else 0.0)
+                      for lab, ids in self.specific.items()}
+            best = max(scores.values()) if scores else 0.0
+            predicted = (min(lab for lab, v in scores.items() if v == best) if best > 0
+                         else self.baseline)
+            latents = sorted(firing.items(), key=lambda kv: -kv[1])
+            out.append({"latents": [[j, round(a, 5)] for j, a in latents],
+                        "scores": {k: round(v, 5) for k, v in scores.items()},
+                        "predicted": predicted})
+        return out
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise DataError(f"{path} is missing: the run did not finish; inspect needs a finished run.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not valid JSON ({e}); the run dir is damaged.") from None
+
+
+def inspect_texts(run_dir: Path, records: list[dict], device: str = "cpu") -> list[dict]:
+    model = RunModel(run_dir, device)
+    acts, sentence_index = model.activations([r["text"] for r in records])
+    described = model.describe(acts, sentence_index, len(records))
+    return [{**rec, **d} for rec, d in zip(records, described, strict=True)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sae_exp.inspect", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--input", default=None, help=".jsonl or text file; default stdin")
+    parser.add_argument("--output", type=Path, default=None, help="default stdout")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        results = inspect_texts(args.run_dir, read_inputs(args.input), args.device)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
+    if args.output is None:
+        sys.stdout.write(lines)
+    else:
+        files.atomic_write_text(args.output, lines)
+        labelled = [r for r in results if r.get("label") in model_labels(results)]
+        if labelled:
+            acc = np.mean([r["label"] == r["predicted"] for r in labelled])
+            print(f"wrote {len(results)} lines to {args.output}; accuracy on the {len(labelled)} "
+                  f"inputs with a known label: {acc:.3f}", file=sys.stderr)
+    return 0
+
+
+def model_labels(results: list[dict]) -> set[str]:
+    return set().union(*(r["scores"].keys() for r in results)) if results else set()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

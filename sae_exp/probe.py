@@ -1,0 +1,177 @@
+"""Sparse probing (SAEBench's recipe): can a handful of latents tell the labels apart?
+
+Latents are mean-pooled over a sentence's tokens; for each label the k latents with the
+largest mean difference (label minus rest, on train-split sentences) feed a logistic probe,
+scored on the test split. One-vs-rest probes report *balanced* accuracy (mean of true-positive
+and true-negative rates), because a label is usually a minority against the rest and plain
+accuracy would reward always answering "no". Subsets (e.g. `no_if`, `lexical_trap`) are scored
+with plain accuracy, since a subset is normally all one class: they show whether a probe reads
+the logic or a surface word. A multi-class probe on the union of the labels' `specific` sets
+asks whether the specific latents, together, identify the label.
+
+Probes are L2-regularised multinomial logistic regressions on standardised features, fitted
+with scipy's L-BFGS (deterministic: zero init, no randomness).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import minimize
+from scipy.special import logsumexp, softmax
+
+MAX_ITER = 500
+
+
+def pool_sentences(
+    top_indices: np.ndarray, top_acts: np.ndarray, sentence_index: np.ndarray, n_sentences: int,
+    d_sae: int,
+) -> sp.csr_matrix:
+    """Mean latent activation over each sentence's rows: [S, d_sae] CSR (zeros not stored)."""
+    sentence_index = np.asarray(sentence_index, dtype=np.int64)
+    n_rows = np.bincount(sentence_index, minlength=n_sentences).astype(np.float64)
+    rows, slots = np.nonzero(top_acts > 0)
+    s = sentence_index[rows]
+    vals = top_acts[rows, slots].astype(np.float64) / n_rows[s]
+    out = sp.csr_matrix((vals, (s, top_indices[rows, slots])), shape=(n_sentences, d_sae))
+    out.sum_duplicates()
+    return out
+
+
+def select_by_mean_difference(X: sp.csr_matrix, positive: np.ndarray, k: int) -> list[int]:
+    """The k latents whose mean activation is highest on positives relative to the rest.
+
+    Signed (label minus rest), because SAE latents are non-negative detectors: a latent that
+    is *absent* from a label is evidence about many labels at once, not this one."""
+    pos = np.asarray(X[positive].mean(0)).ravel()
+    neg = np.asarray(X[~positive].mean(0)).ravel()
+    order = np.argsort(-(pos - neg), kind="stable")
+    return order[: min(k, X.shape[1])].tolist()
+
+
+class LogisticProbe:
+    """L2-regularised multinomial logistic regression on standardised features.
+
+    Classes are weighted to balance (n / (C n_c)) so a minority label is not ignored. The
+    penalty is l2 / 2 * ||W||^2 on the summed weighted loss (sklearn's C = 1 / l2)."""
+
+    def __init__(self, n_classes: int, l2: float = 1.0) -> None:
+        self.n_classes, self.l2 = n_classes, l2
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LogisticProbe:
+        X = np.asarray(X, dtype=np.float64)
+        self.mu = X.mean(0)
+        sd = X.std(0)
+        self.sd = np.where(sd > 1e-12, sd, 1.0)
+        Z = (X - self.mu) / self.sd
+        n, d = Z.shape
+        C = self.n_classes
+        counts = np.bincount(y, minlength=C).astype(np.float64)
+        w = n / (max((counts > 0).sum(), 1) * counts[y])
+        onehot = np.zeros((n, C))
+        onehot[np.arange(n), y] = 1.0
+
+        def loss_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            W, b = theta[: d * C].reshape(d, C), theta[d * C :]
+            logits = Z @ W + b
+            lse = logsumexp(logits, axis=1)
+            loss = float(w @ (lse - (logits * onehot).sum(1))) + 0.5 * self.l2 * float((W**2).sum())
+            G = (softmax(logits, axis=1) - onehot) * w[:, None]
+            gW = Z.T @ G + self.l2 * W
+            return loss, np.concatenate([gW.ravel(), G.sum(0)])
+
+        res = minimize(loss_grad, np.zeros(d * C + C), jac=True, method="L-BFGS-B",
+                       options={"maxiter": MAX_ITER})
+        self.W, self.b = res.x[: d * C].reshape(d, C), res.x[d * C :]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        Z = (np.asarray(X, dtype=np.float64) - self.mu) / self.sd
+        return np.argmax(Z @ self.W + self.b, axis=1)
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
+    """Mean per-class recall over the classes present in y_true (None when y_true is empty)."""
+    classes = np.unique(y_true)
+    if len(classes) == 0:
+        return None
+    return float(np.mean([(y_pred[y_true == c] == c).mean() for c in classes]))
+
+
+def _accuracy_by_group(correct: np.ndarray, groups: np.ndarray) -> dict:
+    return {str(g): {"accuracy": float(correct[groups == g].mean()),
+                     "n": int((groups == g).sum())} for g in np.unique(groups)}
+
+
+def _score(pred, y, label_of_test, subsets_test, labels) -> dict:
+    correct = pred == y
+    lab_names = np.asarray(labels)[label_of_test]
+    has_subset = subsets_test != ""
+    subset_key = np.char.add(np.char.add(lab_names.astype(str), "/"), subsets_test)
+    return {
+        "balanced_accuracy": balanced_accuracy(y, pred),
+        "accuracy": float(correct.mean()),
+        "by_label": _accuracy_by_group(correct, lab_names),
+        "by_subset": _accuracy_by_group(correct[has_subset], subset_key[has_subset]),
+        "n_test": int(len(y)),
+    }
+
+
+def _fit_and_score(X, ids, y, train, test, n_classes, l2, label_of, subsets, labels) -> dict:
+    Xd = X[:, ids].toarray()
+    model = LogisticProbe(n_classes, l2).fit(Xd[train], y[train])
+    pred = model.predict(Xd[test])
+    return {"latents": [int(i) for i in ids],
+            **_score(pred, y[test], label_of[test], subsets[test], labels)}
+
+
+def sparse_probing(
+    pooled: sp.csr_matrix,
+    labels: list[str],
+    label_of: np.ndarray,
+    subsets: np.ndarray,
+    splits: np.ndarray,
+    specific: dict[str, list[int]],
+    probe_k: list[int],
+    l2: float = 1.0,
+) -> dict:
+    """One-vs-rest probes per label for each k and the specific set, plus a multi-class probe.
+
+    pooled [S, d_sae]: mean-pooled latents per sentence; label_of [S] label index; subsets and
+    splits [S] str. Returns a JSON-serialisable dict; `warnings` lists what could not be fitted.
+    """
+    train, test = splits == "train", splits == "test"
+    warnings: list[str] = []
+    out: dict = {
+        "metric": ("one-vs-rest: balanced accuracy on the test split (chance 0.5); by_label and "
+                   "by_subset: plain accuracy of label-vs-rest on those test sentences; "
+                   "multi-class: accuracy and balanced accuracy (chance 1 / number of labels)"),
+        "selection": "k latents with the largest train-split mean difference label minus rest",
+        "one_vs_rest": {},
+        "multiclass": None,
+        "warnings": warnings,
+    }
+    if not train.any() or not test.any():
+        warnings.append("probe skipped: it needs sentences in both the train and the test split.")
+        return out
+    for l, lab in enumerate(labels):
+        y = (label_of == l).astype(np.int64)
+        if y[train].min() == y[train].max():
+            warnings.append(f"probe for {lab!r} skipped: its train split has only one class.")
+            continue
+        sets = {f"k={k}": select_by_mean_difference(pooled[train], y[train] == 1, k)
+                for k in probe_k}
+        sets["specific"] = list(specific.get(lab, []))
+        res = {}
+        for name, ids in sets.items():
+            res[name] = (_fit_and_score(pooled, ids, y, train, test, 2, l2, label_of, subsets,
+                                        labels) if ids else None)
+        out["one_vs_rest"][lab] = res
+    union = sorted({int(i) for ids in specific.values() for i in ids})
+    if union and len(np.unique(label_of[train])) >= 2:
+        out["multiclass"] = _fit_and_score(pooled, union, label_of, train, test, len(labels), l2,
+                                           label_of, subsets, labels)
+        out["multiclass"]["chance_balanced_accuracy"] = 1.0 / len(labels)
+    elif not union:
+        warnings.append("multi-class probe skipped: no label has specific latents.")
+    return out

@@ -1,0 +1,84 @@
+"""The app end to end, run as a user would: files of a run, multirun, W&B offline, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import TINY, run_cli
+from safetensors.torch import load_file
+
+from sae_exp import files
+
+
+def _single_run(tmp_path, extra=()):
+    out = tmp_path / "run"
+    res = run_cli("sae_exp.run", [*TINY, *extra, f"hydra.run.dir={out}"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+def test_run_writes_every_contract_file(tmp_path):
+    out = _single_run(tmp_path)
+    for name in [".hydra/config.yaml", ".hydra/overrides.yaml", files.RUN_INFO, files.METRICS,
+                 files.SAE_WEIGHTS, files.SAE_CFG, files.REPORT_JSON, files.REPORT_MD,
+                 files.FEATURES]:
+        assert (out / name).is_file(), name
+    assert list((out / "figures").glob("*.png"))
+    tensors = load_file(str(out / files.SAE_WEIGHTS))
+    assert tensors["W_enc"].shape == (16, 32) and tensors["W_dec"].shape == (32, 16)
+    assert tensors["b_enc"].shape == (32,) and tensors["b_dec"].shape == (16,)
+    info = json.loads((out / files.RUN_INFO).read_text())
+    for key in ["git", "packages", "device", "data_fingerprint", "seed", "wall_time_s"]:
+        assert key in info
+    assert info["packages"]["torch"]
+    rep = json.loads((out / files.REPORT_JSON).read_text())
+    for key in ["fvu", "mse", "explained_variance", "l0", "dead_fraction", "dense_fraction"]:
+        assert isinstance(rep["metrics"][key], (int, float)), key
+    assert rep["metrics"]["explained_variance"] == pytest.approx(1 - rep["metrics"]["fvu"])
+    assert set(rep["categories"]) == {"conditional", "quantifier", "control"}
+    pair = rep["pairs"]["conditional|quantifier"]
+    assert {"jaccard", "jaccard_ci", "overlap_coefficient", "shared", "p_value"} <= set(pair)
+    lines = (out / files.METRICS).read_text().splitlines()
+    assert lines and {"step", "loss", "l0", "fvu", "dead_fraction"} <= set(json.loads(lines[-1]))
+
+
+def test_multirun_sweeps_top_k(tmp_path):
+    sweep = tmp_path / "sweep"
+    res = run_cli("sae_exp.run", [*TINY, "sparsity.top_k=1,3,6", f"hydra.sweep.dir={sweep}", "-m"],
+                  cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    reports = {}
+    for job in sorted(p for p in sweep.iterdir() if p.is_dir()):
+        top_k = json.loads((job / files.SAE_CFG).read_text())["k"]
+        rep = json.loads((job / files.REPORT_JSON).read_text())
+        assert rep["metrics"]["l0"] <= top_k
+        reports[top_k] = rep["metrics"]
+    assert sorted(reports) == [1, 3, 6]
+    assert reports[1]["fvu"] > reports[6]["fvu"]  # more latents per row reconstruct better
+
+
+def test_wandb_offline_writes_local_run_files(tmp_path):
+    out = tmp_path / "run"
+    args = [a for a in TINY if not a.startswith("wandb.mode")]
+    res = run_cli("sae_exp.run", [*args, "wandb.mode=offline", f"hydra.run.dir={out}"],
+                  cwd=tmp_path, env={"WANDB_API_KEY": "", "WANDB_MODE": ""})
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert list(runs[0].glob("*.wandb")), "the offline run holds its history file"
+
+
+def test_bad_value_is_one_line_exit_2_and_no_traceback(tmp_path):
+    res = run_cli("sae_exp.run", [*TINY, "sparsity.top_k=0", f"hydra.run.dir={tmp_path / 'r'}"],
+                  cwd=tmp_path)
+    assert res.returncode == 2
+    assert "sparsity.top_k=0" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_finished_run_dir_is_never_overwritten(tmp_path):
+    out = _single_run(tmp_path)
+    before = (out / files.REPORT_JSON).read_bytes()
+    res = run_cli("sae_exp.run", [*TINY, "seed=5", f"hydra.run.dir={out}"], cwd=tmp_path)
+    assert res.returncode == 2 and "already holds a finished run" in res.stderr
+    assert (out / files.REPORT_JSON).read_bytes() == before
