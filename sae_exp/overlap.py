@@ -73,6 +73,9 @@ DEFINITIONS: dict[str, str] = {
         "against the label's baseline"
     ),
     "specific": "latents associated with this label and with no other label",
+    "n_features": "number of latents in the label's `features` set",
+    "n_specific": "number of latents in the label's `specific` set",
+    "n_shared": "number of latents in the pair's `shared` set",
     "stability": (
         "share of bootstrap resamples (sentences resampled within each label) in which the "
         "latent is associated with the label"
@@ -136,15 +139,15 @@ class LabelDesign:
     """Label structure that stays fixed across bootstrap resamples and permutations.
 
     labels: sorted label names (L). label_of: [S] label index of each sentence.
-    base: [L, L] bool, base[l, m] = label m is part of label l's baseline.
+    base: [L, L] bool, base[l, m] = label m is part of label l's baseline (l, m: label indices).
     """
 
     labels: list[str]
     label_of: np.ndarray
     base: np.ndarray
 
-    def baseline_names(self, l: int) -> list[str]:
-        return [self.labels[m] for m in np.flatnonzero(self.base[l])]
+    def baseline_names(self, li: int) -> list[str]:
+        return [self.labels[m] for m in np.flatnonzero(self.base[li])]
 
 
 # ----------------------------------------------------------------------------- firing rule
@@ -387,16 +390,16 @@ def bootstrap_sets(F, design, n, cfg, rng) -> tuple[np.ndarray, np.ndarray, np.n
     F_l^T @ w with w the multiplicity of each sentence."""
     L, d = len(design.labels), F.shape[1]
     pairs = list(combinations(range(L), 2))
-    groups = [np.flatnonzero(design.label_of == l) for l in range(L)]
+    groups = [np.flatnonzero(design.label_of == li) for li in range(L)]
     FT = [F[g].T.tocsr() for g in groups]
     jac, ovl, stab = [], [], np.zeros((d, L))
     for B in _batches(cfg.bootstrap, d, L):
         counts = np.empty((B, d, L))
-        for l, g in enumerate(groups):
+        for li, g in enumerate(groups):
             m = len(g)
             draws = rng.integers(0, m, size=(B, m)) + (np.arange(B) * m)[:, None]
             w = np.bincount(draws.ravel(), minlength=B * m).reshape(B, m)
-            counts[:, :, l] = (FT[l] @ w.T.astype(np.float64)).T
+            counts[:, :, li] = (FT[li] @ w.T.astype(np.float64)).T
         assoc = associate_batch(counts, n, design, cfg.alpha, cfg.min_log2_ratio)
         j, o = pair_overlap(assoc, pairs)
         jac.append(j)
@@ -465,8 +468,9 @@ def naive_overlap(peaks: Peaks, design: LabelDesign, d_sae: int) -> dict:
     pairs = list(combinations(range(L), 2))
     jac = pair_overlap(ever, pairs)[0]
     return {
-        "note": "MISLEADING, kept for comparison with the notebook: " + DEFINITIONS["naive_jaccard"],
-        "latents_per_label": {lab: int(ever[:, l].sum()) for l, lab in enumerate(design.labels)},
+        "note": "MISLEADING, kept for comparison with the notebook: "
+        + DEFINITIONS["naive_jaccard"],
+        "latents_per_label": {lab: int(ever[:, li].sum()) for li, lab in enumerate(design.labels)},
         "pairs": {
             _pair_key(design.labels, a, b): {
                 "jaccard": float(jac[i]), "shared": int((ever[:, a] & ever[:, b]).sum())}
@@ -536,17 +540,17 @@ def latent_records(stats, design, density, fire_density, thresholds, stability, 
     n_assoc = assoc.sum(1)
     recs = []
     for j in range(len(density)):
-        per = {k: {lab: _round(stats[k][j, l]) for l, lab in enumerate(labels)}
+        per = {k: {lab: _round(stats[k][j, li]) for li, lab in enumerate(labels)}
                for k in ("rate", "baseline_rate", "log2_ratio", "p", "q")}
-        associated = [lab for l, lab in enumerate(labels) if assoc[j, l]]
+        associated = [lab for li, lab in enumerate(labels) if assoc[j, li]]
         recs.append({
             "id": j,
             "density": _round(density[j]),
             "fire_density": _round(fire_density[j]),
-            "threshold": _round(thresholds[j]),
+            "threshold": float(thresholds[j]),  # full precision: inspect re-applies it
             **per,
             "stability": None if stability is None else
-            {lab: _round(stability[j, l], 4) for l, lab in enumerate(labels)},
+            {lab: _round(stability[j, li], 4) for li, lab in enumerate(labels)},
             "associated": associated,
             "specific_to": associated[0] if n_assoc[j] == 1 else None,
             "top_examples": examples[j],
@@ -566,9 +570,9 @@ def _check_cfg(cfg: AnalysisConfig) -> None:
 
 def _warnings(design: LabelDesign, n: np.ndarray, data: ActivationSet, cfg) -> list[str]:
     out = []
-    for l, lab in enumerate(design.labels):
-        if n[l] < cfg.min_sentences:
-            out.append(f"label {lab!r} has {int(n[l])} sentences (< analysis.min_sentences="
+    for li, lab in enumerate(design.labels):
+        if n[li] < cfg.min_sentences:
+            out.append(f"label {lab!r} has {int(n[li])} sentences (< analysis.min_sentences="
                        f"{cfg.min_sentences}): its statistics are unreliable.")
     if cfg.fire_fraction == 0:
         out.append("analysis.fire_fraction=0: every non-zero activation counts as firing; with "
@@ -631,18 +635,18 @@ def analyze(
     row_label = design.label_of[sent_idx]
     categories = {
         lab: {
-            "n_sentences": int(n[l]),
-            "n_rows": int((row_label == l).sum()),
-            "n_train_sentences": int(((design.label_of == l)
+            "n_sentences": int(n[li]),
+            "n_rows": int((row_label == li).sum()),
+            "n_train_sentences": int(((design.label_of == li)
                                       & (np.asarray(data.sentences.splits) == "train")).sum()),
-            "baseline": design.baseline_names(l),
-            "features": np.flatnonzero(assoc[:, l]).tolist(),
-            "specific": np.flatnonzero(specific[:, l]).tolist(),
-            "n_features": int(assoc[:, l].sum()),
-            "n_specific": int(specific[:, l].sum()),
-            "null_features": _round(null_sizes[:, l].mean(), 3) if len(null_sizes) else None,
+            "baseline": design.baseline_names(li),
+            "features": np.flatnonzero(assoc[:, li]).tolist(),
+            "specific": np.flatnonzero(specific[:, li]).tolist(),
+            "n_features": int(assoc[:, li].sum()),
+            "n_specific": int(specific[:, li].sum()),
+            "null_features": _round(null_sizes[:, li].mean(), 3) if len(null_sizes) else None,
         }
-        for l, lab in enumerate(labels)
+        for li, lab in enumerate(labels)
     }
     pairs = _pairs(design, assoc, F, boot_j, boot_o, null_j, cfg, W_dec, d_sae)
 
@@ -674,7 +678,7 @@ def analyze(
         "latents": latents,
         "baseline": {
             "setting": cfg.baseline,
-            "per_label": {lab: design.baseline_names(l) for l, lab in enumerate(labels)},
+            "per_label": {lab: design.baseline_names(li) for li, lab in enumerate(labels)},
             "description": (
                 "each label is compared with the 'control' label where there is one (the "
                 "control label itself with all other labels), else with all other labels"

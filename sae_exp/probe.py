@@ -154,8 +154,11 @@ def sparse_probing(
     if not train.any() or not test.any():
         warnings.append("probe skipped: it needs sentences in both the train and the test split.")
         return out
-    for l, lab in enumerate(labels):
-        y = (label_of == l).astype(np.int64)
+    for li, lab in enumerate(labels):
+        y = (label_of == li).astype(np.int64)
+        if not y[test].any():
+            warnings.append(f"label {lab!r} has no test-split sentences: its probe is scored on "
+                            "other labels' sentences only.")
         if y[train].min() == y[train].max():
             warnings.append(f"probe for {lab!r} skipped: its train split has only one class.")
             continue

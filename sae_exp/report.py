@@ -303,7 +303,13 @@ def render_markdown(rep: dict, figures: list[Path] | None = None) -> str:
     for section in (_run_section, _quality_section, _method_section, _category_section,
                     _pair_section, _naive_section, _probe_section, _latent_section,
                     _warning_section):
-        lines += section(rep)
+        try:
+            lines += section(rep)
+        except Exception as e:  # one malformed field must not cost the whole report
+            log.warning("report.md section %s failed: %s: %s", section.__name__,
+                        type(e).__name__, e)
+            lines += [f"*(section {section.__name__.strip('_')} could not be rendered: "
+                      f"{type(e).__name__}: {e}; the data is in report.json)*", ""]
     if figures:
         lines += ["## Figures", ""]
         lines += [f"![{p.stem}]({files.FIGURES}/{p.name})" for p in figures] + [""]
@@ -316,7 +322,7 @@ def _run_section(rep: dict) -> list[str]:
     rows = [[k, run[k]] for k in ("d_in", "d_sae", "top_k", "steps") if k in run]
     head = ["## Run", ""]
     if run.get("kind"):
-        head += [f"SAE kind `{run['kind']}`, run directory `{run.get('dir', '')}`.", ""]
+        head += [f"SAE kind: {run['kind']}; run directory: `{run.get('dir', '')}`.", ""]
     return head + (_table(["field", "value"], rows) if rows else [])
 
 
@@ -356,7 +362,7 @@ def _category_section(rep: dict) -> list[str]:
     out += _table(["label", "n_sentences", "n_rows", "n_features", "n_specific", "null_features",
                    "baseline"], rows)
     for lab, c in cats.items():
-        out.append(f"- `{lab}` specific latents: {_ids(c.get('specific', []))}")
+        out.append(f"- **{lab}** specific latents: {_ids(c.get('specific', []))}")
     return out + [""]
 
 
@@ -383,14 +389,14 @@ def _pair_section(rep: dict) -> list[str]:
                "`p_shared` (see Definitions).")
     out.append("")
     for key, p in pairs.items():
-        out.append(f"- `{key}` shared latents: {_ids(p.get('shared', []))}")
+        out.append(f"- **{key}** shared latents: {_ids(p.get('shared', []))}")
         if p.get("near_duplicates"):
             dup = ", ".join(f"{a}~{b} ({_fmt(c)})" for a, b, c in p["near_duplicates"])
             out.append(f"  - `near_duplicates` (latent ~ latent (decoder cosine)): {dup}")
     if naive:
         out.append("")
         out.append("The naive overlap (next section) of the same pairs, for contrast: "
-                   + ", ".join(f"`{k}` {_fmt(v.get('jaccard'))}" for k, v in naive.items())
+                   + ", ".join(f"**{k}** {_fmt(v.get('jaccard'))}" for k, v in naive.items())
                    + " (`naive_jaccard`).")
     return out + [""]
 

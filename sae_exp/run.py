@@ -335,7 +335,7 @@ def main(cfg: DictConfig) -> float | None:
         ob = typed.objective  # FVU, or FVU + a penalty on L0 above objective.l0_max
         return compare.objective(rep["metrics"], ob.l0_max, ob.l0_penalty)
     except UserError as e:
-        log.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
         _write_failure(run_dir, str(e))
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             return None

@@ -43,7 +43,12 @@ def _seed_everything():
 def run_cli(module: str, args: list[str], cwd: Path, env: dict | None = None,
             timeout: int = 300) -> subprocess.CompletedProcess:
     """Run `python -m <module> <args>` as a user would, in `cwd`."""
-    full_env = {**os.environ, "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0", **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR", None) if env is None or "HYDRA_FULL_ERROR" not in env else None
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "HYDRA_"))}
+    full_env["WANDB_SILENT"] = "true"
+    for key, value in (env or {}).items():  # None removes a variable
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)

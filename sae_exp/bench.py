@@ -1,0 +1,573 @@
+"""Benchmark of one SAE training step, and of training from a file larger than the memory budget.
+
+    python -m sae_exp.bench [--grid small|full] [--quick] [--json PATH] [--device cpu|cuda]
+                            [--autocast none|bf16] [--threads N]
+    python -m sae_exp.bench --stream [--stream-gb 2] [--stream-d-sae 4096] [--stream-steps N]
+
+For each (d_in, d_sae, k, batch) it times one training step, median of a few steps after warm-up:
+  notebook  the seed notebook's SparseSAE and step, ported faithfully (`notebook_port`): dense
+            ReLU + top-k mask, dense decoder, MSE + L1, `.item()` metrics, default Adam, clip
+  dense     our SAE, `decoder_impl="dense"`: forward, MSE + L1, backward, remove_parallel_grad,
+            clip 1.0, Adam, decoder renorm (the trainer's step without AuxK and logging)
+  sparse    the same with `decoder_impl="sparse"` (the default)
+  floor     the encoder matmul `x @ W_enc` alone: every SAE step pays it
+Ratios: speedup_vs_notebook = notebook / sparse, ratio_to_floor = sparse / floor.
+Our SAE steps use fused Adam where this torch supports it (`adam` in the output), the notebook
+port its own default Adam. Each case runs in a fresh subprocess (`--in-process` turns that off;
+`--quick` implies it), so the memory columns are that case's alone: step_mem_mb is the peak
+resident memory during the timed steps above the resident memory before them (params, grads and
+Adam state already resident; /proc VmHWM reset through clear_refs), peak_rss_mb the process peak.
+On CUDA the same columns come from torch.cuda.max_memory_allocated.
+Cases whose estimated step time (from the floor) exceeds --max-step-s or whose estimated memory
+exceeds --mem-limit-gb are skipped, and the table says so.
+
+`--stream` writes --stream-gb GiB of float32 activations to a temporary directory, then (each in a
+fresh subprocess) reads one epoch through `RowStream` with and without dropping pages, and trains a
+sparse SAE through it, recording the process peak RSS against the file size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import itertools
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+IMPLS = ("notebook", "dense", "sparse", "floor")
+TARGET = {"d_in": 768, "d_sae": 16384, "k": 32, "batch": 4096}
+GRIDS = {
+    # (d_in, d_sae, k); every grid is run at --batch (default 4096)
+    "small": [(768, 16384, 32), (384, 2048, 32), (768, 2048, 32), (768, 16384, 16),
+              (768, 16384, 128), (768, 65536, 32)],
+    "full": list(itertools.product((384, 768), (2048, 16384, 65536), (16, 32, 128))),
+    "quick": [(64, 256, 8), (48, 130, 1)],
+}
+QUICK_BATCH = 256
+SCALING_BATCHES = (1024, 2048, 4096)
+# step time of an implementation / the floor, measured at the target case (for skip estimates)
+TIME_FACTOR = {"notebook": 8.0, "dense": 6.0, "sparse": 2.0, "floor": 1.0}
+# [B, d_sae] float32 matrices alive at once (a generous estimate, for skipping)
+BD_MATRICES = {"notebook": 8, "dense": 7, "sparse": 2, "floor": 1}
+_RESULT_MARK = "BENCH_RESULT "
+
+
+# --- measuring ---------------------------------------------------------------------------------
+def _proc_status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False where unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+class _Memory:
+    """Peak memory of a code region: resident set on CPU, allocator on CUDA."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+            self.reset = True
+        else:
+            self.reset = _reset_peak_rss()
+            self.base = _proc_status_kib("VmRSS") * 1024 if self.reset else 0
+
+    def stop(self) -> dict:
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device)
+            return {"step_mem_mb": (peak - self.base) / 2**20, "peak_mb": peak / 2**20,
+                    "mem_kind": "cuda_allocated"}
+        hwm = (_proc_status_kib("VmHWM") or 0) * 1024
+        return {"step_mem_mb": (hwm - self.base) / 2**20 if self.reset else None,
+                "peak_mb": hwm / 2**20, "mem_kind": "rss"}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, autocast: str):
+    if autocast == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_adam(params, lr: float = 5e-4):
+    """Adam, fused where this torch build supports it on `device` (one kernel over each tensor:
+    ~9 ms instead of ~75 ms for two 768 x 16384 matrices on 2 CPU cores); returns (opt, name)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True), "fused"
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr), "default"
+
+
+def _our_step(sae, opt, x: torch.Tensor, autocast_ctx) -> float:
+    """The trainer's step (sae_exp.train.Trainer._train_step) without AuxK and metrics."""
+    with autocast_ctx:
+        out = sae(x)
+        mse = (out.x_hat - x).pow(2).mean()
+        l1 = out.enc.top_acts.abs().sum() / (x.shape[0] * sae.d_sae)
+        loss = mse + 0.1 * l1
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    sae.remove_parallel_grad()
+    torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
+    opt.step()
+    sae.normalize_decoder()
+    return float(loss.detach())
+
+
+def _build(case: dict, device: torch.device):
+    """(step function, adam name) for one case; the step takes no arguments."""
+    from sae_exp.notebook_port import NotebookSAE, make_optimizer, train_step
+    from sae_exp.sae import SAE
+
+    torch.manual_seed(case.get("seed", 0))
+    d_in, d_sae, k, batch = case["d_in"], case["d_sae"], case["k"], case["batch"]
+    x = torch.randn(batch, d_in, device=device)
+    impl, ac = case["impl"], case.get("autocast", "none")
+    if impl == "notebook":
+        sae = NotebookSAE(d_in, d_sae, sparsity_coeff=0.1, top_k=k).to(device)
+        opt, sched = make_optimizer(sae, lr=5e-4, epochs=200)
+        return (lambda: train_step(sae, opt, sched, x, epoch=50)), "default"
+    if impl in ("dense", "sparse"):
+        sae = SAE(d_in, d_sae, kind="topk", k=k, decoder_impl=impl).to(device)
+        opt, name = make_adam(sae.parameters(), lr=5e-4)
+        return (lambda: _our_step(sae, opt, x, _autocast(device, ac))), name
+    if impl == "floor":
+        W_enc = torch.randn(d_in, d_sae, device=device) * d_in**-0.5
+
+        def floor() -> None:
+            with _autocast(device, ac):
+                x @ W_enc
+
+        return floor, None
+    raise ValueError(f"unknown impl {impl!r}")
+
+
+def run_case(case: dict) -> dict:
+    """Time one case in this process: `warmup` steps, then the median of `steps` steps."""
+    device = torch.device(case.get("device", "cpu"))
+    if case.get("threads"):
+        torch.set_num_threads(int(case["threads"]))
+    step, adam = _build(case, device)
+    for _ in range(case.get("warmup", 1)):
+        step()
+    _sync(device)
+    mem = _Memory(device)
+    mem.start()
+    times = []
+    for _ in range(case.get("steps", 3)):
+        _sync(device)
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {"status": "ok", "step_s": med, "step_times": times, "rows_per_s": case["batch"] / med,
+            "adam": adam, **mem.stop()}
+
+
+def _run_isolated(task: dict, timeout: float | None = None) -> dict:
+    """Run `task` in a fresh interpreter (`--worker`), so its memory peak is its own."""
+    cmd = [sys.executable, "-m", "sae_exp.bench", "--worker", json.dumps(task)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": "error", "reason": f"timed out after {timeout:.0f} s"}
+    for line in proc.stdout.splitlines():
+        if line.startswith(_RESULT_MARK):
+            return json.loads(line[len(_RESULT_MARK):])
+    why = f"worker exit code {proc.returncode}"
+    if proc.returncode in (-9, 137):
+        why += " (killed: out of memory?)"
+    tail = proc.stderr.strip().splitlines()[-1:] if proc.stderr.strip() else []
+    return {"status": "error", "reason": "; ".join([why, *tail])}
+
+
+def _dispatch(task: dict) -> dict:
+    if task.get("kind") == "stream_read":
+        return _stream_read(task)
+    if task.get("kind") == "stream_train":
+        return _stream_train(task)
+    return run_case(task)
+
+
+def _run(task: dict, isolate: bool) -> dict:
+    if isolate:
+        return _run_isolated(task)
+    try:
+        return _dispatch(task)
+    except (RuntimeError, MemoryError) as e:
+        return {"status": "error", "reason": f"{type(e).__name__}: {e}"}
+
+
+# --- the grid ----------------------------------------------------------------------------------
+def _estimated_gib(impl: str, d_in: int, d_sae: int, batch: int) -> float:
+    """Generous memory estimate of one step: [B, d_sae] temporaries + params, grads, Adam."""
+    bd = BD_MATRICES[impl] * batch * d_sae * 4
+    params = 0 if impl == "floor" else 8 * d_in * d_sae * 4
+    return (bd + params) / 2**30
+
+
+def bench_config(d_in: int, d_sae: int, k: int, batch: int, opts: dict, impls=IMPLS) -> dict:
+    """One table row: every impl of `impls` at this size (floor first: it sizes the others)."""
+    row: dict = {"d_in": d_in, "d_sae": d_sae, "k": k, "batch": batch}
+    notes: list[str] = []
+    order = ["floor", *[i for i in impls if i != "floor"]] if "floor" in impls else list(impls)
+    base = {"d_in": d_in, "d_sae": d_sae, "k": k, "batch": batch, "device": opts["device"],
+            "autocast": opts["autocast"], "threads": opts["threads"], "steps": opts["steps"]}
+    for impl in order:
+        est_gib = _estimated_gib(impl, d_in, d_sae, batch)
+        est_s = TIME_FACTOR[impl] * row["floor_s"] if row.get("floor_s") else None
+        if est_gib > opts["mem_limit_gb"]:
+            res = {"status": "skipped",
+                   "reason": f"est. {est_gib:.1f} GiB > {opts['mem_limit_gb']:.1f} GiB limit"}
+        elif est_s is not None and est_s > opts["max_step_s"]:
+            res = {"status": "skipped",
+                   "reason": f"est. ~{est_s:.0f} s/step > {opts['max_step_s']:.0f} s"}
+        else:
+            warmup = opts["warmup"] if opts["warmup"] is not None else (
+                2 if est_s is not None and est_s < 1.5 else 1)
+            res = _run({**base, "impl": impl, "warmup": warmup}, opts["isolate"])
+        row[f"{impl}_status"] = res["status"]
+        if res["status"] == "ok":
+            row[f"{impl}_s"] = res["step_s"]
+            row[f"{impl}_rows_per_s"] = res["rows_per_s"]
+            row[f"{impl}_step_mem_mb"] = res["step_mem_mb"]
+            row[f"{impl}_peak_mb"] = res["peak_mb"]
+            if res.get("adam"):
+                row[f"{impl}_adam"] = res["adam"]
+        else:
+            row[f"{impl}_s"] = None
+            notes.append(f"{impl} {res['status']}: {res['reason']}")
+    sp, nb, fl, de = (row.get(f"{i}_s") for i in ("sparse", "notebook", "floor", "dense"))
+    row["speedup_vs_notebook"] = nb / sp if sp and nb else None
+    row["ratio_to_floor"] = sp / fl if sp and fl else None
+    row["speedup_vs_dense"] = de / sp if sp and de else None
+    row["notes"] = "; ".join(notes)
+    return row
+
+
+def hardware(device: torch.device) -> dict:
+    cpu = platform.processor() or ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kib = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem_kib = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+    info = {
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "mem_total_gib": round(mem_kib / 2**20, 1) if mem_kib else None,
+        "load_avg_1min": round(os.getloadavg()[0], 2),  # other work on the machine skews times
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _fmt(v, spec: str = ".3f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _table_line(r: dict) -> str:
+    mem = "/".join(_fmt(r.get(f"{i}_step_mem_mb"), ".0f") for i in IMPLS)
+    return (f"{r['d_in']:>5} {r['d_sae']:>6} {r['k']:>4} {r['batch']:>5} | "
+            f"{_fmt(r.get('notebook_s')):>8} {_fmt(r.get('dense_s')):>7} "
+            f"{_fmt(r.get('sparse_s')):>7} {_fmt(r.get('floor_s')):>7}        | "
+            f"{_fmt(r.get('sparse_rows_per_s'), ',.0f'):>13} | "
+            f"{_fmt(r.get('speedup_vs_notebook'), '.2f'):>6} "
+            f"{_fmt(r.get('ratio_to_floor'), '.2f'):>8} | {mem:>31}")
+
+
+def format_table(rows: list[dict]) -> str:
+    head = (f"{'d_in':>5} {'d_sae':>6} {'k':>4} {'B':>5} | {'notebook':>8} {'dense':>7} "
+            f"{'sparse':>7} {'floor':>7} s/step | {'sparse rows/s':>13} | {'vs_nb':>6} "
+            f"{'to_floor':>8} | {'step MiB nb/dense/sparse/floor':>31}")
+    lines = [head, "-" * len(head), *(_table_line(r) for r in rows)]
+    notes = [f"  {r['d_in']}/{r['d_sae']}/k{r['k']}: {r['notes']}" for r in rows if r["notes"]]
+    if notes:
+        lines += ["notes:", *notes]
+    return "\n".join(lines)
+
+
+def format_scaling(rows: list[dict]) -> str:
+    lines = [f"{'B':>5} | {'sparse s':>8} {'floor s':>8} | {'sparse rows/s':>13} "
+             f"{'floor rows/s':>12} | {'to_floor':>8}"]
+    for r in rows:
+        lines.append(f"{r['batch']:>5} | {_fmt(r.get('sparse_s')):>8} "
+                     f"{_fmt(r.get('floor_s')):>8} | "
+                     f"{_fmt(r.get('sparse_rows_per_s'), ',.0f'):>13} "
+                     f"{_fmt(r.get('floor_rows_per_s'), ',.0f'):>12} | "
+                     f"{_fmt(r.get('ratio_to_floor'), '.2f'):>8}")
+    return "\n".join(lines)
+
+
+# --- streaming from a file larger than the budget ----------------------------------------------
+def write_activation_file(path: Path, n_rows: int, d_in: int, seed: int = 0,
+                          chunk_rows: int = 16384) -> float:
+    """Write n_rows x d_in float32 (raw, C order) with plain file writes (bounded RAM, nothing
+    mapped into this process). Returns seconds taken."""
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    with open(path, "wb") as f:
+        for s in range(0, n_rows, chunk_rows):
+            n = min(chunk_rows, n_rows - s)
+            f.write(rng.standard_normal((n, d_in), dtype=np.float32).tobytes())
+    return time.perf_counter() - t0
+
+
+def _open_stream(task: dict, **kw):
+    from sae_exp.stream import RowStream
+
+    acts = np.memmap(task["path"], dtype=np.float32, mode="r",
+                     shape=(task["n_rows"], task["d_in"]))
+    return RowStream(acts, np.arange(task["n_rows"]), task["batch"], seed=0, **kw)
+
+
+def _stream_read(task: dict) -> dict:
+    """One epoch read through RowStream, no training: I/O rate and peak RSS."""
+    stream = _open_stream(task, release_pages=task["release"], prefetch=0)
+    rss0 = _proc_status_kib("VmRSS") or 0
+    t0, rows = time.perf_counter(), 0
+    for x in stream.epoch(0):
+        rows += x.shape[0]
+    sec = time.perf_counter() - t0
+    return {"status": "ok", "release_pages": task["release"], "rows": rows, "seconds": sec,
+            "rows_per_s": rows / sec, "start_rss_mb": rss0 / 1024,
+            "peak_rss_mb": (_proc_status_kib("VmHWM") or 0) / 1024}
+
+
+def _stream_train(task: dict) -> dict:
+    """Train a sparse SAE through the memory-mapped file; peak RSS of the whole process."""
+    from sae_exp.sae import SAE
+
+    device = torch.device(task.get("device", "cpu"))
+    torch.manual_seed(0)
+    stream = _open_stream(task, prefetch=1, pin_memory=device.type == "cuda")
+    sae = SAE(task["d_in"], task["d_sae"], k=task["k"]).to(device)
+    opt, adam = make_adam(sae.parameters())
+    rss0 = _proc_status_kib("VmRSS") or 0
+    steps = task.get("steps") or stream.steps_per_epoch
+    waits, step_times, rows = [], [], 0
+    t_start = time.perf_counter()
+    t_wait = time.perf_counter()
+    ac = _autocast(device, task.get("autocast", "none"))
+    for i, x in enumerate(stream.epoch(0)):
+        t_got = time.perf_counter()
+        waits.append(t_got - t_wait)
+        _our_step(sae, opt, x.to(device, non_blocking=True), ac)
+        _sync(device)
+        rows += x.shape[0]
+        t_wait = time.perf_counter()
+        step_times.append(t_wait - t_got)
+        if i + 1 >= steps:
+            break
+    total = time.perf_counter() - t_start
+    return {"status": "ok", "steps": len(step_times), "rows": rows, "seconds": total,
+            "rows_per_s": rows / total, "median_step_s": statistics.median(step_times),
+            "data_wait_s": sum(waits), "adam": adam, "start_rss_mb": rss0 / 1024,
+            "peak_rss_mb": (_proc_status_kib("VmHWM") or 0) / 1024}
+
+
+def stream_bench(args) -> dict:
+    d_in = 768
+    n_rows = max(int(args.stream_gb * 2**30) // (d_in * 4), args.batch)
+    file_bytes = n_rows * d_in * 4
+    parent = Path(args.stream_dir or tempfile.gettempdir())
+    free = shutil.disk_usage(parent).free
+    if free < file_bytes * 1.1 + 2**30:
+        raise SystemExit(f"--stream: {file_bytes / 2**30:.1f} GiB file needs more free disk than "
+                         f"{free / 2**30:.1f} GiB in {parent}; lower --stream-gb or set "
+                         "--stream-dir")
+    tmp = Path(tempfile.mkdtemp(prefix="sae_bench_stream_", dir=parent))
+    path = tmp / "acts.f32"
+    try:
+        write_s = write_activation_file(path, n_rows, d_in)
+        task = {"path": str(path), "n_rows": n_rows, "d_in": d_in, "batch": args.batch,
+                "device": args.device}
+        isolate = not args.in_process
+        out = {"file_gib": file_bytes / 2**30, "rows": n_rows, "d_in": d_in, "dir": str(parent),
+               "write_s": write_s, "batch": args.batch, "d_sae": args.stream_d_sae,
+               "k": args.stream_k,
+               "note": "page cache warm (the file was just written); RSS = process resident set"}
+        out["read_release"] = _run({**task, "kind": "stream_read", "release": True}, isolate)
+        out["read_no_release"] = _run({**task, "kind": "stream_read", "release": False}, isolate)
+        out["train"] = _run({**task, "kind": "stream_train", "d_sae": args.stream_d_sae,
+                             "k": args.stream_k, "steps": args.stream_steps,
+                             "autocast": args.autocast}, isolate)
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def format_stream(s: dict) -> str:
+    lines = [f"stream: {s['file_gib']:.2f} GiB float32 file ({s['rows']:,} rows x {s['d_in']}) "
+             f"in {s['dir']}, written in {s['write_s']:.1f} s; {s['note']}"]
+    for key, what in (("read_release", "read epoch, pages dropped"),
+                      ("read_no_release", "read epoch, pages kept mapped")):
+        r = s[key]
+        if r["status"] == "ok":
+            lines.append(f"  {what:<32} {r['rows_per_s']:>12,.0f} rows/s   peak RSS "
+                         f"{r['peak_rss_mb']:>7.0f} MiB")
+        else:
+            lines.append(f"  {what:<32} {r['status']}: {r.get('reason')}")
+    t = s["train"]
+    if t["status"] == "ok":
+        lines.append(f"  {'train sparse SAE d_sae=' + str(s['d_sae']) + ' k=' + str(s['k']):<32} "
+                     f"{t['rows_per_s']:>12,.0f} rows/s   peak RSS {t['peak_rss_mb']:>7.0f} MiB"
+                     f"   ({t['steps']} steps, median {t['median_step_s']:.3f} s/step, "
+                     f"waiting for data {t['data_wait_s']:.1f} s of {t['seconds']:.1f} s)")
+        lines.append(f"  peak RSS / file size: {t['peak_rss_mb'] / 1024 / s['file_gib']:.1%}")
+    else:
+        lines.append(f"  train {t['status']}: {t.get('reason')}")
+    return "\n".join(lines)
+
+
+# --- command line ------------------------------------------------------------------------------
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m sae_exp.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--grid", choices=("small", "full"), default="small",
+                   help="small (default): a few minutes, includes 768/16384/k32")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, in-process (smoke test)")
+    p.add_argument("--json", type=Path, help="also write the results as JSON here")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--autocast", choices=("none", "bf16"), default="none",
+                   help="bf16 autocast for our SAE steps and the floor (not the notebook port)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--batch", type=int, default=None, help="rows per step (default 4096)")
+    p.add_argument("--steps", type=int, default=3, help="timed steps per case (median)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 1-2)")
+    p.add_argument("--max-step-s", type=float, default=30.0,
+                   help="skip a case whose estimated step time exceeds this")
+    p.add_argument("--mem-limit-gb", type=float, default=None,
+                   help="skip a case whose estimated memory exceeds this (default: 60%% of "
+                        "available memory, or of free GPU memory)")
+    p.add_argument("--no-scaling", action="store_true", help="skip the batch-size section")
+    p.add_argument("--in-process", action="store_true", help="run every case in this process")
+    p.add_argument("--stream", action="store_true", help="run the larger-than-memory case only")
+    p.add_argument("--stream-gb", type=float, default=2.0, help="size of the activation file")
+    p.add_argument("--stream-dir", help="where to write it (default: the temp dir)")
+    p.add_argument("--stream-d-sae", type=int, default=4096)
+    p.add_argument("--stream-k", type=int, default=32)
+    p.add_argument("--stream-steps", type=int, default=None, help="default: one full epoch")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.in_process = True
+        args.threads = args.threads or 1  # tiny ops: one thread avoids OpenMP wake-up stalls
+        args.steps = min(args.steps, 2)
+        args.warmup = 1 if args.warmup is None else args.warmup
+        args.stream_gb = min(args.stream_gb, 0.01)
+        args.stream_d_sae = min(args.stream_d_sae, 256)
+        args.stream_k = min(args.stream_k, 8)
+    if args.batch is None:
+        args.batch = QUICK_BATCH if args.quick else TARGET["batch"]
+    return args
+
+
+def _default_mem_limit(device: torch.device) -> float:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return 0.6 * free / 2**30
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        avail = Path("/proc/meminfo").read_text().split("MemAvailable:")[1].split()[0]
+        return 0.6 * int(avail) / 2**20
+    return 8.0
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = _parse(argv)
+    if args.worker:
+        print(_RESULT_MARK + json.dumps(_dispatch(json.loads(args.worker))), flush=True)
+        return {}
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch.cuda.is_available() is False on this machine")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result: dict = {"hardware": hardware(device)}
+    if args.stream:
+        result["stream"] = stream_bench(args)
+        print(json.dumps(result["hardware"]))
+        print(format_stream(result["stream"]))
+    else:
+        opts = {"device": args.device, "autocast": args.autocast, "threads": args.threads,
+                "steps": args.steps, "warmup": args.warmup, "max_step_s": args.max_step_s,
+                "mem_limit_gb": args.mem_limit_gb or _default_mem_limit(device),
+                "isolate": not args.in_process}
+        grid = "quick" if args.quick else args.grid
+        result["settings"] = {**opts, "grid": grid, "batch": args.batch}
+        print(json.dumps(result["hardware"]), flush=True)
+        rows = []
+        for d_in, d_sae, k in GRIDS[grid]:
+            rows.append(bench_config(d_in, d_sae, k, args.batch, opts))
+            print(_table_line(rows[-1]), flush=True)
+        result["rows"] = rows
+        print("\nstep time (median), rows/s, speedup_vs_notebook = notebook/sparse, "
+              "ratio_to_floor = sparse/floor, step MiB = peak memory of a step above the "
+              f"resident state ({'cuda allocator' if device.type == 'cuda' else 'RSS'})")
+        print(format_table(rows))
+        if not args.quick and not args.no_scaling:
+            t = TARGET
+            scaling = [bench_config(t["d_in"], t["d_sae"], t["k"], b, opts, ("sparse", "floor"))
+                       for b in SCALING_BATCHES]
+            result["scaling"] = scaling
+            print(f"\nscaling with rows (d_in={t['d_in']}, d_sae={t['d_sae']}, k={t['k']}):")
+            print(format_scaling(scaling))
+        target = next((r for r in rows if all(r[key] == v for key, v in TARGET.items())), None)
+        if target is not None:
+            result["target"] = target
+            print(f"\ntarget case {TARGET}: speedup_vs_notebook "
+                  f"{_fmt(target['speedup_vs_notebook'], '.2f')} (goal >= 3), ratio_to_floor "
+                  f"{_fmt(target['ratio_to_floor'], '.2f')} (goal <= 1.5)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Labelled sentence corpora: the shipped logic corpus or a user's .jsonl / .csv file.
+
+Columns: `text`, `label` (required); `subset`, `split` (train|test), `id` (optional). Any number
+of labels. Without a `split` column the split is drawn here, stratified by label and subset and
+fixed by the seed, so every run of one config sees the same held-out sentences.
+Every problem is a one-line `DataError` naming the file, the line and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from sae_exp.corpora import shipped_corpus_path
+from sae_exp.data_types import Sentences
+from sae_exp.errors import DataError
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("text", "label")
+SPLITS = ("train", "test")
+
+
+def load_corpus(path: str | None, test_fraction: float, seed: int) -> Sentences:
+    """Read a corpus (None = the shipped logic corpus) into `Sentences` with texts."""
+    p = shipped_corpus_path() if path is None else Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"corpus file {p} does not exist; check data.corpus.")
+    ext = p.suffix.lower()
+    if ext not in (".jsonl", ".csv"):
+        raise DataError(f"corpus {p}: unsupported extension {ext!r}; use .jsonl or .csv.")
+    text = _decode(p)
+    rows = _read_jsonl(p, text) if ext == ".jsonl" else _read_csv(p, text)
+    if not rows:
+        raise DataError(f"corpus {p} has no sentences; add lines with text and label.")
+    return _to_sentences(p, rows, test_fraction, seed)
+
+
+def _decode(p: Path) -> str:
+    raw = p.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"corpus {p} line {line}: bytes that are not UTF-8; "
+                        "save the file as UTF-8.") from None
+
+
+def _read_jsonl(p: Path, text: str) -> list[tuple[int, dict]]:
+    rows = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"corpus {p} line {n}: not valid JSON ({e.msg}).") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"corpus {p} line {n}: expected a JSON object with text and label.")
+        rows.append((n, obj))
+    return rows
+
+
+def _read_csv(p: Path, text: str) -> list[tuple[int, dict]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = list(reader.fieldnames or [])
+    for col in REQUIRED:
+        if col not in columns:
+            raise DataError(f"corpus {p}: missing column {col!r}; found columns: "
+                            f"{', '.join(columns) or '(none)'}.")
+    # line numbers: header is line 1; DictReader.line_num counts physical lines read so far
+    return [(reader.line_num, dict(row)) for row in reader]
+
+
+def _to_sentences(p: Path, rows: list[tuple[int, dict]], test_fraction: float,
+                  seed: int) -> Sentences:
+    has_split = any("split" in r for _, r in rows)
+    has_id = any("id" in r for _, r in rows)
+    texts, labels, subsets, splits, ids = [], [], [], [], []
+    for line, r in rows:
+        for col in REQUIRED:
+            if col not in r:
+                raise DataError(f"corpus {p} line {line}: missing column {col!r}; found "
+                                f"columns: {', '.join(map(str, r)) or '(none)'}.")
+        t = "" if r["text"] is None else str(r["text"]).strip()
+        if not t:
+            raise DataError(f"corpus {p} line {line}: empty text; remove the line or fill it.")
+        lab = "" if r["label"] is None else str(r["label"]).strip()
+        if not lab:
+            raise DataError(f"corpus {p} line {line}: empty label; every sentence needs one.")
+        texts.append(t)
+        labels.append(lab)
+        subsets.append(str(r.get("subset") or "").strip())
+        if has_split:
+            s = str(r.get("split") or "").strip().lower()
+            if s not in SPLITS:
+                raise DataError(f"corpus {p} line {line}: split {r.get('split')!r} is invalid; "
+                                "use train or test (or drop the split column everywhere).")
+            splits.append(s)
+        if has_id:
+            try:
+                ids.append(int(r["id"]))
+            except (KeyError, TypeError, ValueError):
+                raise DataError(f"corpus {p} line {line}: id {r.get('id')!r} is not an "
+                                "integer; give every line an integer id or none.") from None
+    labels_a, subsets_a = np.array(labels, dtype=str), np.array(subsets, dtype=str)
+    if has_split:
+        splits_a = np.array(splits, dtype=str)
+        for s in SPLITS:
+            if not (splits_a == s).any():
+                raise DataError(f"corpus {p}: no sentence has split {s!r}; the SAE needs train "
+                                "and test sentences.")
+    else:
+        splits_a = stratified_split(labels_a, subsets_a, test_fraction, seed)
+    n_dup = len(texts) - len(set(texts))
+    if n_dup:
+        log.warning("corpus %s: %d duplicate texts (they may fall in both splits)", p, n_dup)
+    ids_a = np.array(ids if has_id else range(len(texts)), dtype=np.int64)
+    return Sentences(labels=labels_a, subsets=subsets_a, splits=splits_a,
+                     texts=np.array(texts, dtype=str), ids=ids_a)
+
+
+def stratified_split(labels: np.ndarray, subsets: np.ndarray, test_fraction: float,
+                     seed: int) -> np.ndarray:
+    """"train"/"test" per sentence: `test_fraction` of each (label, subset) group, at least one
+    test sentence per group of >= 2. Deterministic in (seed, group contents)."""
+    splits = np.full(len(labels), "train", dtype="<U5")
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(zip(labels.tolist(), subsets.tolist(), strict=True)):
+        groups.setdefault(key, []).append(i)
+    rng = np.random.default_rng(seed)
+    for key in sorted(groups):
+        idx = np.array(groups[key])
+        if len(idx) < 2:
+            continue
+        n_test = min(len(idx) - 1, max(1, round(test_fraction * len(idx))))
+        splits[rng.permutation(idx)[:n_test]] = "test"
+    return splits

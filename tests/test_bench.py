@@ -1,0 +1,75 @@
+"""Smoke runs of `python -m sae_exp.bench` at tiny sizes: the table and JSON carry their fields."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from sae_exp import bench
+from sae_exp.notebook_port import NotebookSAE
+
+ROW_FIELDS = {"d_in", "d_sae", "k", "batch", "speedup_vs_notebook", "ratio_to_floor", "notes"}
+PER_IMPL = ("_s", "_rows_per_s", "_step_mem_mb", "_peak_mb", "_status")
+
+
+def test_quick_run_writes_table_and_json(tmp_path: Path, capsys):
+    out = tmp_path / "bench.json"
+    bench.main(["--quick", "--json", str(out)])
+    printed = capsys.readouterr().out
+    for column in ("notebook", "dense", "sparse", "floor", "rows/s", "vs_nb", "to_floor"):
+        assert column in printed
+    data = json.loads(out.read_text())
+    hw = data["hardware"]
+    assert {"cpu_model", "cpu_count", "torch", "date", "device"} <= hw.keys()
+    assert hw["torch"] == torch.__version__
+    assert len(data["rows"]) == len(bench.GRIDS["quick"])
+    for row in data["rows"]:
+        assert ROW_FIELDS <= row.keys()
+        for impl in bench.IMPLS:
+            assert {impl + suffix for suffix in PER_IMPL} <= row.keys(), impl
+            assert row[f"{impl}_status"] == "ok", row["notes"]
+            assert row[f"{impl}_s"] > 0
+        assert row["speedup_vs_notebook"] == row["notebook_s"] / row["sparse_s"]
+        assert row["ratio_to_floor"] == row["sparse_s"] / row["floor_s"]
+        assert row["sparse_adam"] in ("fused", "default")
+
+
+def test_cases_over_the_limits_are_skipped_and_said_so():
+    opts = {"device": "cpu", "autocast": "none", "threads": 1, "steps": 1, "warmup": 0,
+            "max_step_s": 30.0, "mem_limit_gb": 1e-4, "isolate": False}
+    row = bench.bench_config(16, 64, 4, 32, opts)
+    assert row["notebook_status"] == "skipped" and row["notebook_s"] is None
+    assert "GiB limit" in row["notes"] and row["speedup_vs_notebook"] is None
+    assert bench.format_table([row]).count("skipped") >= 1
+
+
+def test_a_case_runs_in_a_fresh_process():
+    res = bench._run_isolated({"impl": "sparse", "d_in": 8, "d_sae": 32, "k": 2, "batch": 16,
+                               "steps": 1, "warmup": 0, "threads": 1}, timeout=120)
+    assert res["status"] == "ok" and res["step_s"] > 0 and res["peak_mb"] > 0
+
+
+def test_quick_stream_run(tmp_path: Path, capsys):
+    res = bench.main(["--quick", "--stream", "--stream-dir", str(tmp_path)])
+    s = res["stream"]
+    for key in ("read_release", "read_no_release", "train"):
+        assert s[key]["status"] == "ok", s[key]
+        assert s[key]["rows"] > 0 and s[key]["peak_rss_mb"] > 0
+    assert s["train"]["steps"] > 0
+    assert list(tmp_path.iterdir()) == []  # the activation file is removed afterwards
+    assert "peak RSS" in capsys.readouterr().out
+
+
+def test_notebook_port_keeps_the_notebook_behaviour():
+    torch.manual_seed(0)
+    sae = NotebookSAE(6, 20, sparsity_coeff=0.1, top_k=3)
+    with torch.no_grad():
+        sae.encoder.bias.fill_(1.0)  # every latent positive
+    x = torch.randn(4, 6)
+    assert ((sae.encode(x) > 0).sum(1) == 3).all()  # top-k in training
+    sae.eval()
+    assert ((sae.encode(x) > 0).sum(1) == 20).all()  # ... and not at inference (its bug)
+    assert torch.equal(sae.decoder.weight, sae.encoder.weight.t())  # starts as the transpose
+    assert sae.decoder.weight.data_ptr() != sae.encoder.weight.data_ptr()  # but is a copy

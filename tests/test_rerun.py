@@ -1,0 +1,106 @@
+"""Reruns: a run dir holds what it takes to run it again; `python -m sae_exp.rerun` repeats a
+sweep job into a new dir and finds it identical on CPU; differences are reported with their
+size (exit 1); damaged run dirs are refused with one line (exit 2)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import TINY, run_cli
+
+from sae_exp import rerun
+
+
+def _digest(d: Path) -> dict:
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def job_and_rerun(tmp_path_factory):
+    """A one-job multirun, then its rerun through the CLI (the original's git commit altered)."""
+    base = tmp_path_factory.mktemp("rerun")
+    sweep = base / "multirun" / "sweep"
+    proc = run_cli("sae_exp.run", [*TINY, "sparsity.top_k=3", f"hydra.sweep.dir={sweep}", "-m"],
+                   cwd=base)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job = sweep / "0"
+    info = json.loads((job / "run_info.json").read_text())
+    info["git"] = {"commit": "0" * 40, "dirty": False}
+    (job / "run_info.json").write_text(json.dumps(info))
+    before = _digest(job)
+    proc = run_cli("sae_exp.rerun", [str(job)], cwd=base)
+    return job, before, proc
+
+
+def test_rerun_of_a_sweep_job_is_identical(job_and_rerun):
+    job, before, proc = job_and_rerun
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "IDENTICAL" in proc.stdout
+    assert "report: identical" in proc.stdout and "weights: identical" in proc.stdout
+    assert "warning: code differs" in proc.stderr  # the snapshot's commit is not this one
+    assert _digest(job) == before  # the original is never written to
+    new = Path(proc.stdout.strip().splitlines()[-1].split("rerun dir: ", 1)[1])
+    assert new.parent == job.parent.parent and new.name.startswith("sweep_0_rerun_")
+    a = json.loads((job / "report.json").read_text())["metrics"]
+    b = json.loads((new / "report.json").read_text())["metrics"]
+    assert a == b
+    assert (new / ".hydra" / "config.yaml").is_file()  # the rerun can itself be rerun
+
+
+def test_differences_are_reported_with_their_size(job_and_rerun, tmp_path, monkeypatch, capsys):
+    job, _, proc = job_and_rerun
+    new = Path(proc.stdout.strip().splitlines()[-1].split("rerun dir: ", 1)[1])
+    changed = tmp_path / "changed"
+    shutil.copytree(job, changed)
+    rep = json.loads((changed / "report.json").read_text())
+    rep["metrics"]["fvu"] += 0.01
+    (changed / "report.json").write_text(json.dumps(rep))
+
+    result = rerun.compare_runs(changed, new)
+    diffs = result["report"].diffs
+    assert [d.where for d in diffs] == ["metrics.fvu"]
+    assert diffs[0].size == pytest.approx(0.01, rel=1e-6)
+    assert rerun.summarize(rerun.compare_runs(changed, new, atol=0.02), 0.02, 0)[0]
+
+    def fake_execute(cmd, cwd):  # the CLI's verdict, without running again
+        out = Path(next(a for a in cmd if a.startswith("hydra.run.dir=")).split("=", 1)[1])
+        shutil.copytree(new, out)
+        return 0
+
+    monkeypatch.setattr(rerun, "execute", fake_execute)
+    assert rerun.main([str(changed), "--out", str(tmp_path / "r1")]) == rerun.EXIT_DIFFERENT
+    out = capsys.readouterr().out
+    assert "DIFFERENT" in out and "metrics.fvu" in out and "|diff| 0.01" in out
+    assert rerun.main([str(changed), "--out", str(tmp_path / "r2"), "--atol", "0.05"]) == 0
+    assert "WITHIN TOLERANCE" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage", ["no_config", "bad_json", "failed", "not_a_dir"])
+def test_damaged_run_dirs_are_refused(job_and_rerun, tmp_path, capsys, damage):
+    job, _, _ = job_and_rerun
+    bad = tmp_path / "bad"
+    shutil.copytree(job, bad)
+    if damage == "no_config":
+        (bad / ".hydra" / "config.yaml").unlink()
+    elif damage == "bad_json":
+        (bad / "report.json").write_text("{not json")
+    elif damage == "failed":
+        (bad / "error.json").write_text('{"status": "failed"}')
+    else:
+        bad = tmp_path / "nothing_here"
+    assert rerun.main([str(bad)]) == rerun.EXIT_REFUSED
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert not list(tmp_path.glob("*_rerun_*"))
+
+
+def test_out_dir_is_never_the_original(job_and_rerun, capsys):
+    job, _, _ = job_and_rerun
+    assert rerun.main([str(job), "--out", str(job)]) == rerun.EXIT_REFUSED
+    assert rerun.main([str(job), "--out", str(job / "inside")]) == rerun.EXIT_REFUSED
+    assert "original run dir" in capsys.readouterr().err
