@@ -49,9 +49,9 @@ import torch
 IMPLS = ("notebook", "dense", "sparse", "floor")
 TARGET = {"d_in": 768, "d_sae": 16384, "k": 32, "batch": 4096}
 GRIDS = {
-    # (d_in, d_sae, k); every grid is run at --batch (default 4096)
+    # (d_in, d_sae, k[, impls]); every grid is run at --batch (default 4096)
     "small": [(768, 16384, 32), (384, 2048, 32), (768, 2048, 32), (768, 16384, 16),
-              (768, 16384, 128), (768, 65536, 32)],
+              (768, 16384, 128), (768, 65536, 32, ("sparse", "floor"))],
     "full": list(itertools.product((384, 768), (2048, 16384, 65536), (16, 32, 128))),
     "quick": [(64, 256, 8), (48, 130, 1)],
 }
@@ -121,14 +121,18 @@ def _autocast(device: torch.device, autocast: str):
     return contextlib.nullcontext()
 
 
-def make_adam(params, lr: float = 5e-4):
-    """Adam, fused where this torch build supports it on `device` (one kernel over each tensor:
-    ~9 ms instead of ~75 ms for two 768 x 16384 matrices on 2 CPU cores); returns (opt, name)."""
+def make_adam(params, lr: float = 5e-4, kind: str = "auto"):
+    """Adam and its name. "auto": fused where this torch build supports it (one kernel per
+    tensor: ~10 ms instead of ~75 ms for two 768 x 16384 matrices on 2 CPU cores), else torch's
+    default; "fused" / "default" force one."""
     params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True), "fused"
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr), "default"
+    if kind in ("auto", "fused"):
+        try:
+            return torch.optim.Adam(params, lr=lr, fused=True), "fused"
+        except (RuntimeError, TypeError, ValueError):
+            if kind == "fused":
+                raise
+    return torch.optim.Adam(params, lr=lr), "default"
 
 
 def _our_step(sae, opt, x: torch.Tensor, autocast_ctx) -> float:
@@ -162,7 +166,7 @@ def _build(case: dict, device: torch.device):
         return (lambda: train_step(sae, opt, sched, x, epoch=50)), "default"
     if impl in ("dense", "sparse"):
         sae = SAE(d_in, d_sae, kind="topk", k=k, decoder_impl=impl).to(device)
-        opt, name = make_adam(sae.parameters(), lr=5e-4)
+        opt, name = make_adam(sae.parameters(), lr=5e-4, kind=case.get("adam", "auto"))
         return (lambda: _our_step(sae, opt, x, _autocast(device, ac))), name
     if impl == "floor":
         W_enc = torch.randn(d_in, d_sae, device=device) * d_in**-0.5
@@ -244,13 +248,17 @@ def bench_config(d_in: int, d_sae: int, k: int, batch: int, opts: dict, impls=IM
     """One table row: every impl of `impls` at this size (floor first: it sizes the others)."""
     row: dict = {"d_in": d_in, "d_sae": d_sae, "k": k, "batch": batch}
     notes: list[str] = []
-    order = ["floor", *[i for i in impls if i != "floor"]] if "floor" in impls else list(impls)
+    notes_not_run: list[str] = []
+    order = ["floor", *[i for i in IMPLS if i != "floor"]]
     base = {"d_in": d_in, "d_sae": d_sae, "k": k, "batch": batch, "device": opts["device"],
-            "autocast": opts["autocast"], "threads": opts["threads"], "steps": opts["steps"]}
+            "autocast": opts["autocast"], "threads": opts["threads"], "steps": opts["steps"],
+            "adam": opts.get("adam", "auto")}
     for impl in order:
         est_gib = _estimated_gib(impl, d_in, d_sae, batch)
         est_s = TIME_FACTOR[impl] * row["floor_s"] if row.get("floor_s") else None
-        if est_gib > opts["mem_limit_gb"]:
+        if impl not in impls:
+            res = {"status": "not run", "reason": "not in this grid (try --grid full)"}
+        elif est_gib > opts["mem_limit_gb"]:
             res = {"status": "skipped",
                    "reason": f"est. {est_gib:.1f} GiB > {opts['mem_limit_gb']:.1f} GiB limit"}
         elif est_s is not None and est_s > opts["max_step_s"]:
@@ -261,16 +269,15 @@ def bench_config(d_in: int, d_sae: int, k: int, batch: int, opts: dict, impls=IM
                 2 if est_s is not None and est_s < 1.5 else 1)
             res = _run({**base, "impl": impl, "warmup": warmup}, opts["isolate"])
         row[f"{impl}_status"] = res["status"]
-        if res["status"] == "ok":
-            row[f"{impl}_s"] = res["step_s"]
-            row[f"{impl}_rows_per_s"] = res["rows_per_s"]
-            row[f"{impl}_step_mem_mb"] = res["step_mem_mb"]
-            row[f"{impl}_peak_mb"] = res["peak_mb"]
-            if res.get("adam"):
-                row[f"{impl}_adam"] = res["adam"]
-        else:
-            row[f"{impl}_s"] = None
+        ok = res["status"] == "ok"
+        for key, src in (("s", "step_s"), ("rows_per_s", "rows_per_s"),
+                         ("step_mem_mb", "step_mem_mb"), ("peak_mb", "peak_mb"), ("adam", "adam")):
+            row[f"{impl}_{key}"] = res.get(src) if ok else None
+        if not ok and impl in impls:
             notes.append(f"{impl} {res['status']}: {res['reason']}")
+        elif not ok and not notes_not_run:
+            notes_not_run.append(f"{res['reason']}")
+    notes += [f"{', '.join(i for i in IMPLS if i not in impls)} {r}" for r in notes_not_run]
     sp, nb, fl, de = (row.get(f"{i}_s") for i in ("sparse", "notebook", "floor", "dense"))
     row["speedup_vs_notebook"] = nb / sp if sp and nb else None
     row["ratio_to_floor"] = sp / fl if sp and fl else None
@@ -388,7 +395,7 @@ def _stream_train(task: dict) -> dict:
     torch.manual_seed(0)
     stream = _open_stream(task, prefetch=1, pin_memory=device.type == "cuda")
     sae = SAE(task["d_in"], task["d_sae"], k=task["k"]).to(device)
-    opt, adam = make_adam(sae.parameters())
+    opt, adam = make_adam(sae.parameters(), kind=task.get("adam", "auto"))
     rss0 = _proc_status_kib("VmRSS") or 0
     steps = task.get("steps") or stream.steps_per_epoch
     waits, step_times, rows = [], [], 0
@@ -437,7 +444,7 @@ def stream_bench(args) -> dict:
         out["read_no_release"] = _run({**task, "kind": "stream_read", "release": False}, isolate)
         out["train"] = _run({**task, "kind": "stream_train", "d_sae": args.stream_d_sae,
                              "k": args.stream_k, "steps": args.stream_steps,
-                             "autocast": args.autocast}, isolate)
+                             "autocast": args.autocast, "adam": args.adam}, isolate)
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -477,6 +484,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--autocast", choices=("none", "bf16"), default="none",
                    help="bf16 autocast for our SAE steps and the floor (not the notebook port)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--adam", choices=("auto", "fused", "default"), default="auto",
+                   help="Adam for our SAE steps (auto: fused where supported)")
     p.add_argument("--batch", type=int, default=None, help="rows per step (default 4096)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per case (median)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 1-2)")
@@ -535,6 +544,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(format_stream(result["stream"]))
     else:
         opts = {"device": args.device, "autocast": args.autocast, "threads": args.threads,
+                "adam": args.adam,
                 "steps": args.steps, "warmup": args.warmup, "max_step_s": args.max_step_s,
                 "mem_limit_gb": args.mem_limit_gb or _default_mem_limit(device),
                 "isolate": not args.in_process}
@@ -542,8 +552,8 @@ def main(argv: list[str] | None = None) -> dict:
         result["settings"] = {**opts, "grid": grid, "batch": args.batch}
         print(json.dumps(result["hardware"]), flush=True)
         rows = []
-        for d_in, d_sae, k in GRIDS[grid]:
-            rows.append(bench_config(d_in, d_sae, k, args.batch, opts))
+        for d_in, d_sae, k, *impls in GRIDS[grid]:
+            rows.append(bench_config(d_in, d_sae, k, args.batch, opts, *impls))
             print(_table_line(rows[-1]), flush=True)
         result["rows"] = rows
         print("\nstep time (median), rows/s, speedup_vs_notebook = notebook/sparse, "

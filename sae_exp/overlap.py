@@ -631,23 +631,7 @@ def analyze(
     timings["permutations"] = time.perf_counter() - t
 
     assoc = stats["associated"]
-    specific = assoc & (assoc.sum(1, keepdims=True) == 1)
-    row_label = design.label_of[sent_idx]
-    categories = {
-        lab: {
-            "n_sentences": int(n[li]),
-            "n_rows": int((row_label == li).sum()),
-            "n_train_sentences": int(((design.label_of == li)
-                                      & (np.asarray(data.sentences.splits) == "train")).sum()),
-            "baseline": design.baseline_names(li),
-            "features": np.flatnonzero(assoc[:, li]).tolist(),
-            "specific": np.flatnonzero(specific[:, li]).tolist(),
-            "n_features": int(assoc[:, li].sum()),
-            "n_specific": int(specific[:, li].sum()),
-            "null_features": _round(null_sizes[:, li].mean(), 3) if len(null_sizes) else None,
-        }
-        for li, lab in enumerate(labels)
-    }
+    categories = _categories(design, assoc, n, sent_idx, data, null_sizes)
     pairs = _pairs(design, assoc, F, boot_j, boot_o, null_j, cfg, W_dec, d_sae)
 
     t = time.perf_counter()
@@ -676,26 +660,8 @@ def analyze(
         "naive_overlap": naive_overlap(peaks, design, d_sae),
         "probe": probes,
         "latents": latents,
-        "baseline": {
-            "setting": cfg.baseline,
-            "per_label": {lab: design.baseline_names(li) for li, lab in enumerate(labels)},
-            "description": (
-                "each label is compared with the 'control' label where there is one (the "
-                "control label itself with all other labels), else with all other labels"
-                if cfg.baseline == "auto" else
-                f"each label is compared with {cfg.baseline!r}; {cfg.baseline!r} itself with "
-                "all other labels"),
-        },
-        "thresholds": {
-            "rule": DEFINITIONS["fires"],
-            "fire_fraction": cfg.fire_fraction,
-            "fire_percentile": cfg.fire_percentile,
-            "active_entries": int(active.sum()),
-            "firing_entries": int(fires.sum()),
-            "kept_fraction": _round(fires.sum() / max(active.sum(), 1), 4),
-            "median_threshold": _round(np.median(thr[density > 0])) if (density > 0).any()
-            else None,
-        },
+        "baseline": _baseline_summary(design, cfg.baseline),
+        "thresholds": _threshold_summary(cfg, thr, active, fires, density),
         "settings": {
             "alpha": cfg.alpha, "min_log2_ratio": cfg.min_log2_ratio, "pseudo_count": 0.5,
             "bootstrap": cfg.bootstrap, "permutations": cfg.permutations,
@@ -705,6 +671,51 @@ def analyze(
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "warnings": warnings,
         "definitions": dict(DEFINITIONS),
+    }
+
+
+def _categories(design, assoc, n, sent_idx, data, null_sizes) -> dict:
+    """Per label: sizes, baseline, associated and specific latent ids, null false positives."""
+    specific = assoc & (assoc.sum(1, keepdims=True) == 1)
+    row_label = design.label_of[sent_idx]
+    is_train = np.asarray(data.sentences.splits).astype(str) == "train"
+    return {
+        lab: {
+            "n_sentences": int(n[li]),
+            "n_rows": int((row_label == li).sum()),
+            "n_train_sentences": int(((design.label_of == li) & is_train).sum()),
+            "baseline": design.baseline_names(li),
+            "features": np.flatnonzero(assoc[:, li]).tolist(),
+            "specific": np.flatnonzero(specific[:, li]).tolist(),
+            "n_features": int(assoc[:, li].sum()),
+            "n_specific": int(specific[:, li].sum()),
+            "null_features": _round(null_sizes[:, li].mean(), 3) if len(null_sizes) else None,
+        }
+        for li, lab in enumerate(design.labels)
+    }
+
+
+def _baseline_summary(design: LabelDesign, setting: str) -> dict:
+    per = {lab: design.baseline_names(li) for li, lab in enumerate(design.labels)}
+    refs = {tuple(v) for v in per.values() if len(v) == 1}
+    if len(refs) == 1 and len(design.labels) > 2:
+        ref = next(iter(refs))[0]
+        text = f"each label is compared with {ref!r}; {ref!r} itself with all other labels"
+    else:
+        text = "each label is compared with all other labels"
+    return {"setting": setting, "per_label": per, "description": text}
+
+
+def _threshold_summary(cfg, thr, active, fires, density) -> dict:
+    live = density > 0
+    return {
+        "rule": DEFINITIONS["fires"],
+        "fire_fraction": cfg.fire_fraction,
+        "fire_percentile": cfg.fire_percentile,
+        "active_entries": int(active.sum()),
+        "firing_entries": int(fires.sum()),
+        "kept_fraction": _round(fires.sum() / max(active.sum(), 1), 4),
+        "median_threshold": _round(np.median(thr[live])) if live.any() else None,
     }
 
 

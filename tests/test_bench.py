@@ -38,9 +38,10 @@ def test_quick_run_writes_table_and_json(tmp_path: Path, capsys):
 
 def test_cases_over_the_limits_are_skipped_and_said_so():
     opts = {"device": "cpu", "autocast": "none", "threads": 1, "steps": 1, "warmup": 0,
-            "max_step_s": 30.0, "mem_limit_gb": 1e-4, "isolate": False}
-    row = bench.bench_config(16, 64, 4, 32, opts)
+            "max_step_s": 30.0, "mem_limit_gb": 5e-5, "isolate": False}
+    row = bench.bench_config(16, 64, 4, 32, opts)  # notebook est. ~9e-5 GiB, sparse ~4e-5
     assert row["notebook_status"] == "skipped" and row["notebook_s"] is None
+    assert row["sparse_status"] == "ok" and row["floor_status"] == "ok"
     assert "GiB limit" in row["notes"] and row["speedup_vs_notebook"] is None
     assert bench.format_table([row]).count("skipped") >= 1
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, run_cli
+from conftest import run_cli
+from tiny_sweep import TOP_K, tiny_sweep
 
 from sae_exp import compare
 from sae_exp.compare import objective
@@ -144,24 +146,23 @@ def test_objective_penalises_l0_above_the_limit():
 def test_multirun_then_compare_l0_tracks_top_k(tmp_path):
     """The real app: a 3-job multirun over top_k, then the compare CLI on its sweep dir."""
     sweep = tmp_path / "sweep"
-    args = [*TINY, "model.hidden_dim=48", "trainer.epochs=6", "sparsity.top_k=2,4,8",
-            f"hydra.sweep.dir={sweep}", "-m"]
-    proc = run_cli("sae_exp.run", args, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    shutil.copytree(tiny_sweep(), sweep)
     proc = run_cli("sae_exp.compare", [str(sweep)], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| sparsity.top_k | l0 | fvu |" in proc.stdout  # the table is printed too
     with open(sweep / compare.CSV_NAME, newline="") as f:
         table = list(csv.DictReader(f))
-    assert [int(r["sparsity.top_k"]) for r in table] == [2, 4, 8]
+    assert [int(r["sparsity.top_k"]) for r in table] == list(TOP_K)
     assert all(r["status"] == "complete" for r in table)
     l0 = [float(r["l0"]) for r in table]
     fvu = [float(r["fvu"]) for r in table]
-    assert l0 == pytest.approx([2, 4, 8], abs=0.5)  # top-k at inference: L0 follows k
+    assert l0 == pytest.approx(list(TOP_K), abs=0.5)  # top-k at inference: L0 follows k
     assert fvu[0] > fvu[1] > fvu[2]
     pair_cols = [c for c in table[0] if c.startswith("jaccard[")]
     assert pair_cols and all(r[c] != "" for r in table for c in pair_cols)
     assert all(float(r["wall_time_s"]) > 0 for r in table)
+    assert (sweep / "figures" / compare.FRONTIER_FIG).is_file()
     # jobs of one multirun share a W&B group: the sweep dir's name
     groups = {json.loads((sweep / r["job"] / "run_info.json").read_text())["wandb_group"]
               for r in table}
-    assert groups == {sweep.name}
+    assert groups == {"sweep"}

@@ -10,7 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import TINY, run_cli
+from conftest import run_cli
+from tiny_sweep import tiny_sweep
 
 from sae_exp import rerun
 
@@ -22,13 +23,11 @@ def _digest(d: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def job_and_rerun(tmp_path_factory):
-    """A one-job multirun, then its rerun through the CLI (the original's git commit altered)."""
+    """A job of the tiny top_k sweep (copied, its git commit altered), rerun through the CLI."""
     base = tmp_path_factory.mktemp("rerun")
     sweep = base / "multirun" / "sweep"
-    proc = run_cli("sae_exp.run", [*TINY, "sparsity.top_k=3", f"hydra.sweep.dir={sweep}", "-m"],
-                   cwd=base)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    job = sweep / "0"
+    shutil.copytree(tiny_sweep(), sweep)
+    job = sweep / "1"
     info = json.loads((job / "run_info.json").read_text())
     info["git"] = {"commit": "0" * 40, "dirty": False}
     (job / "run_info.json").write_text(json.dumps(info))
@@ -45,7 +44,7 @@ def test_rerun_of_a_sweep_job_is_identical(job_and_rerun):
     assert "warning: code differs" in proc.stderr  # the snapshot's commit is not this one
     assert _digest(job) == before  # the original is never written to
     new = Path(proc.stdout.strip().splitlines()[-1].split("rerun dir: ", 1)[1])
-    assert new.parent == job.parent.parent and new.name.startswith("sweep_0_rerun_")
+    assert new.parent == job.parent.parent and new.name.startswith("sweep_1_rerun_")
     a = json.loads((job / "report.json").read_text())["metrics"]
     b = json.loads((new / "report.json").read_text())["metrics"]
     assert a == b

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY, run_cli
+from conftest import TINY, run_cli
 from safetensors.torch import load_file
 
 from sae_exp.config import OptimizerConfig, SparsityConfig, SyntheticDataConfig, TrainerConfig
@@ -41,8 +41,8 @@ def _trainer(data, kind: str, seed: int) -> tuple[Trainer, RowStream]:
     return tr, RowStream(data.acts, rows, 100, seed=7)
 
 
-@pytest.mark.parametrize("kind", ["topk", "batchtopk"])
-@pytest.mark.parametrize("stop_at", [5, 23])  # mid-epoch; later, with dead latents and AuxK on
+# stopped mid-epoch: early, and later with dead latents and AuxK on
+@pytest.mark.parametrize("kind, stop_at", [("topk", 23), ("batchtopk", 5)])
 def test_trainer_resumes_exactly(tmp_path, kind, stop_at):
     data = make_synthetic(SyntheticDataConfig(n_sentences=40, d_in=12, n_specific=2,
                                               n_shared=1, n_common=5, features_per_token=2))
@@ -81,7 +81,7 @@ def _weights(run_dir: Path) -> dict:
 
 def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
     """The app, end to end: SIGTERM mid-training, `resume=<run dir>`, same weights."""
-    args = [*TINY, "trainer.epochs=25", "trainer.batch_size=16", "trainer.log_every=1",
+    args = [*TINY, "trainer.epochs=8", "trainer.batch_size=16", "trainer.log_every=1",
             "trainer.checkpoint_every=50", "trainer.num_threads=1"]
     killed, resumed, straight = tmp_path / "killed", tmp_path / "resumed", tmp_path / "straight"
     env = {**os.environ, "WANDB_SILENT": "true"}
@@ -91,7 +91,7 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
     metrics = killed / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 60:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 40:
             break
         time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
@@ -113,7 +113,7 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
     for name in a:
         assert torch.equal(a[name], b[name]), name
     total = json.loads((straight / "report.json").read_text())["run"]["steps"]
-    assert 60 <= steps_done < total
+    assert 40 <= steps_done < total
     # the resumed dir is a complete record: full training log, same metrics, its own snapshot
     assert (resumed / "metrics.jsonl").read_text() == (straight / "metrics.jsonl").read_text()
     ra = json.loads((straight / "report.json").read_text())["metrics"]
@@ -122,4 +122,3 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
     snap = (resumed / ".hydra" / "config.yaml").read_text()
     assert "source: synthetic" in snap and str(killed) in snap
     assert json.loads((resumed / "run_info.json").read_text())["status"] == "complete"
-    assert REPO.exists()

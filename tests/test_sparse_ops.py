@@ -41,7 +41,8 @@ def test_sparse_decode_matches_gathered_reference(n_rows, d_in, d_sae, k):
 
 def test_sparse_decode_repeated_ids_add_up():
     idx = torch.tensor([[2, 2, 0], [1, 3, 1]])
-    vals, W = _leaf(torch.rand(2, 3, dtype=torch.float64)), _leaf(torch.rand(4, 5, dtype=torch.float64))
+    vals = _leaf(torch.rand(2, 3, dtype=torch.float64))
+    W = _leaf(torch.rand(4, 5, dtype=torch.float64))
     v2, W2 = _leaf(vals), _leaf(W)
     sparse_ops.sparse_decode(idx, vals, W).sum().backward()
     torch.einsum("bk,bkd->bd", v2, W2[idx]).sum().backward()

