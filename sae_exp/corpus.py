@@ -127,17 +127,23 @@ def _to_sentences(p: Path, rows: list[tuple[int, dict]], test_fraction: float,
 
 def stratified_split(labels: np.ndarray, subsets: np.ndarray, test_fraction: float,
                      seed: int) -> np.ndarray:
-    """"train"/"test" per sentence: `test_fraction` of each (label, subset) group, at least one
-    test sentence per group of >= 2. Deterministic in (seed, group contents)."""
+    """"train"/"test" per sentence: round(test_fraction * n) test sentences of each label (at
+    least one where a label has >= 2), spread over its subsets in proportion to their sizes.
+    Deterministic in (seed, labels, subsets)."""
+    labels, subsets = np.asarray(labels).astype(str), np.asarray(subsets).astype(str)
     splits = np.full(len(labels), "train", dtype="<U5")
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, key in enumerate(zip(labels.tolist(), subsets.tolist(), strict=True)):
-        groups.setdefault(key, []).append(i)
     rng = np.random.default_rng(seed)
-    for key in sorted(groups):
-        idx = np.array(groups[key])
+    for lab in sorted(set(labels.tolist())):
+        idx = np.flatnonzero(labels == lab)
         if len(idx) < 2:
             continue
-        n_test = min(len(idx) - 1, max(1, round(test_fraction * len(idx))))
-        splits[rng.permutation(idx)[:n_test]] = "test"
+        n_test = min(len(idx) - 1, max(1, int(np.floor(test_fraction * len(idx) + 0.5))))
+        # each subset's members get evenly spaced positions in [0, 1) in random order, so
+        # taking the n_test smallest positions samples every subset proportionally
+        pos = np.empty(len(idx))
+        for sub in sorted(set(subsets[idx].tolist())):
+            members = np.flatnonzero(subsets[idx] == sub)
+            pos[members[rng.permutation(len(members))]] = (
+                np.arange(len(members)) + rng.random()) / len(members)
+        splits[idx[np.argsort(pos, kind="stable")[:n_test]]] = "test"
     return splits

@@ -5,11 +5,12 @@ batches an uninterrupted run would have seen: `stream.epoch(e, start_step=s)` yi
 s, s+1, ... of `stream.epoch(e)`.
 
 Memory stays bounded when `acts` is a `np.memmap` (or `np.load(..., mmap_mode="r")`) larger
-than RAM: each batch's row ids are sorted before indexing (reads run forward through the file),
-the rows are copied into a fresh float32 array, and the pages just read are dropped from the
-process's mapping (`madvise(MADV_DONTNEED)`; the kernel's page cache keeps them, but they no
-longer count in the process's resident set). Without that, every page touched during an epoch
-stays mapped and RSS grows to the file size. `python -m sae_exp.bench --stream` measures it.
+than RAM: each batch's row ids are sorted (reads run forward through the file) and the rows are
+read with `os.preadv` straight into the batch array, so nothing of the file is mapped into the
+process; the kernel's page cache may hold the file, but that is not the process's memory and is
+given back under pressure. Indexing the memmap instead would map pages into the process: a batch
+of 4096 random rows of a 2 GiB file touches every large page-cache folio of it, and the process
+RSS reaches the file size (measured: `python -m sae_exp.bench --stream`).
 
 A background thread can prepare the next batches while the model trains on the current one
 (`prefetch`), and can pin them in page-locked memory for asynchronous copies to a GPU
@@ -19,6 +20,7 @@ A background thread can prepare the next batches while the model trains on the c
 from __future__ import annotations
 
 import mmap
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -26,15 +28,56 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-_RELEASABLE_MODES = ("r", "readonly", "r+", "readwrite")  # never "c": private pages would be lost
 
+class _FileRows:
+    """Reads rows of a 2-D np.memmap with `os.preadv`, bypassing the mapping."""
 
-def _mapping_of(acts) -> mmap.mmap | None:
-    """The mmap behind a read-only or shared-writable np.memmap, else None."""
-    mm = getattr(acts, "_mmap", None)
-    if mm is None or getattr(acts, "mode", None) not in _RELEASABLE_MODES:
-        return None
-    return mm if hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED") else None
+    def __init__(self, acts: np.memmap) -> None:
+        mm = acts._mmap
+        map_start = np.frombuffer(mm, dtype=np.uint8).__array_interface__["data"][0]
+        first = acts.__array_interface__["data"][0]
+        map_offset = acts.offset - acts.offset % mmap.ALLOCATIONGRANULARITY  # numpy's map start
+        self.path, self.shape, self.dtype = acts.filename, acts.shape, acts.dtype
+        self.pos0 = map_offset + (first - map_start)  # file position of acts[0, 0]
+        self.row_stride = acts.strides[0]
+        self.row_bytes = acts.shape[1] * acts.dtype.itemsize
+
+    @staticmethod
+    def supports(acts) -> bool:
+        return (isinstance(acts, np.memmap) and hasattr(os, "preadv")
+                and getattr(acts, "_mmap", None) is not None and acts.filename is not None
+                and acts.mode in ("r", "r+", "w+")  # never "c": private edits live in memory
+                and acts.ndim == 2 and acts.size > 0 and acts.dtype.isnative
+                and acts.strides[1] == acts.dtype.itemsize)
+
+    def read(self, ids: np.ndarray) -> np.ndarray:
+        """Rows `ids` (sorted ascending) as a fresh [len(ids), d] array of the file's dtype."""
+        out = np.empty((len(ids), self.shape[1]), dtype=self.dtype)
+        if len(ids) == 0:
+            return out
+        if ids[0] < 0 or ids[-1] >= self.shape[0]:
+            raise IndexError(f"row ids out of range [0, {self.shape[0]})")
+        view = memoryview(out).cast("B")
+        contiguous = self.row_stride == self.row_bytes
+        # runs of consecutive ids are read with one call when rows are adjacent in the file
+        breaks = np.flatnonzero(np.diff(ids) != 1) + 1 if contiguous else np.arange(1, len(ids))
+        starts = np.concatenate(([0], breaks)).tolist()
+        ends = np.concatenate((breaks, [len(ids)])).tolist()
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for a, b in zip(starts, ends, strict=True):
+                want = (b - a) * self.row_bytes
+                pos = self.pos0 + int(ids[a]) * self.row_stride
+                buf = view[a * self.row_bytes : b * self.row_bytes]
+                got = os.preadv(fd, [buf], pos)
+                while got < want:  # short reads are legal
+                    n = os.preadv(fd, [buf[got:]], pos + got)
+                    if n == 0:
+                        raise OSError(f"{self.path}: file ends before row {ids[a]}")
+                    got += n
+        finally:
+            os.close(fd)
+        return out
 
 
 class RowStream:
@@ -47,12 +90,13 @@ class RowStream:
     drop_last: skip the final short batch.
     prefetch: batches a background thread prepares ahead (0: read in the caller's thread).
     pin_memory: pin each batch (page-locked) for fast non-blocking copies to CUDA.
-    release_pages: drop a memmap's pages from this process after each batch (bounded RSS).
+    file_reads: read a memmap's rows with os.preadv rather than through the mapping (bounded
+        RSS); memmaps in copy-on-write mode ("c") or with non-contiguous rows are indexed.
     """
 
     def __init__(self, acts, rows: np.ndarray, batch_size: int | None, seed: int,
                  drop_last: bool = False, *, prefetch: int = 1, pin_memory: bool = False,
-                 release_pages: bool = True) -> None:
+                 file_reads: bool = True) -> None:
         if batch_size is not None and batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer or None, not {batch_size}")
         if prefetch < 0:
@@ -62,7 +106,7 @@ class RowStream:
         self.seed, self.drop_last = seed, drop_last
         self.prefetch = prefetch
         self.pin_memory = pin_memory and torch.cuda.is_available()
-        self._mapping = _mapping_of(acts) if release_pages else None
+        self._file = _FileRows(acts) if file_reads and _FileRows.supports(acts) else None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -73,11 +117,6 @@ class RowStream:
         """The row ids of `epoch` in the order they are served (a pure function of seed, epoch)."""
         rng = np.random.default_rng([self.seed, epoch])
         return self.rows[rng.permutation(len(self.rows))]
-
-    def batch_rows(self, epoch: int, step: int) -> np.ndarray:
-        """Sorted row ids of batch `step` of `epoch`."""
-        order = self.order(epoch)
-        return np.sort(order[step * self.batch_size : (step + 1) * self.batch_size])
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[torch.Tensor]:
         """Batches [b, d] float32 of `epoch`, from batch `start_step` on."""
@@ -91,10 +130,8 @@ class RowStream:
         return _prefetched((self._load(i) for i in ids), self.prefetch)
 
     def _load(self, ids: np.ndarray) -> torch.Tensor:
-        batch = np.ascontiguousarray(self.acts[ids], dtype=np.float32)
-        if self._mapping is not None:
-            self._mapping.madvise(mmap.MADV_DONTNEED)
-        out = torch.from_numpy(batch)
+        raw = self._file.read(ids) if self._file is not None else self.acts[ids]
+        out = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))
         return out.pin_memory() if self.pin_memory else out
 
 

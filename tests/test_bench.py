@@ -55,7 +55,7 @@ def test_a_case_runs_in_a_fresh_process():
 def test_quick_stream_run(tmp_path: Path, capsys):
     res = bench.main(["--quick", "--stream", "--stream-dir", str(tmp_path)])
     s = res["stream"]
-    for key in ("read_release", "read_no_release", "train"):
+    for key in ("read_file", "read_mapped", "train"):
         assert s[key]["status"] == "ok", s[key]
         assert s[key]["rows"] > 0 and s[key]["peak_rss_mb"] > 0
     assert s["train"]["steps"] > 0

@@ -56,35 +56,30 @@ def test_optuna_search_config():
     assert cfg.objective.l0_max == 32
 
 
-def test_submitit_local_two_job_multirun(tmp_path):
-    sweep = tmp_path / "sweep"
-    args = [*TINY, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
-            "sparsity.top_k=2,4", f"hydra.sweep.dir={sweep}", "-m"]
-    proc = run_cli("sae_exp.run", args, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (sweep / ".submitit").is_dir()  # the jobs went through submitit's executor
-    for job, k in [("0", 2), ("1", 4)]:
-        rep = json.loads((sweep / job / "report.json").read_text())
-        assert rep["run"]["top_k"] == k and not rep["incomplete"]
-        info = json.loads((sweep / job / "run_info.json").read_text())
-        assert info["wandb_group"] == sweep.name  # one W&B group per multirun, across processes
-
-
-def test_optuna_sweep_minimises_the_objective(tmp_path):
+def test_optuna_sweep_on_submitit_local(tmp_path):
+    """A 2-job multirun through submitit's local executor (the SLURM code path, as separate
+    processes), driven by the Optuna sweeper: both trials in one batch; the best value Optuna
+    records is the smallest objective main() returned."""
     sweep = tmp_path / "optuna"
     tiny = [a for a in TINY if not a.startswith("sparsity.top_k=")]
-    args = [*tiny, "hparams_search=topk_optuna", "hydra.sweeper.n_trials=3",
-            "hydra.sweeper.params=null", "sparsity.top_k=choice(2,4,8)", "objective.l0_max=4",
+    args = [*tiny, "hparams_search=topk_optuna", "hydra/launcher=submitit_local",
+            "hydra.launcher.timeout_min=5", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.params=null", "sparsity.top_k=choice(2,8)", "objective.l0_max=4",
             f"hydra.sweep.dir={sweep}"]
     proc = run_cli("sae_exp.run", args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    submitted = [p for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]
+    assert len(submitted) == 2  # two submitit jobs (local processes, named by their pid)
     values = {}
-    for job in sorted(p for p in sweep.iterdir() if (p / "report.json").exists()):
-        m = json.loads((job / "report.json").read_text())["metrics"]
-        values[job.name] = objective(m, l0_max=4, l0_penalty=1.0)
+    for job in ["0", "1"]:
+        rep = json.loads((sweep / job / "report.json").read_text())
+        assert not rep["incomplete"] and rep["run"]["top_k"] in (2, 8)
+        m = rep["metrics"]
+        values[job] = objective(m, l0_max=4, l0_penalty=1.0)
         if m["l0"] > 4:
-            assert values[job.name] > 1.0  # L0 twice the limit costs 1.0
-    assert len(values) == 3
+            assert values[job] > 1.0  # L0 twice the limit costs 1.0
+        info = json.loads((sweep / job / "run_info.json").read_text())
+        assert info["wandb_group"] == sweep.name  # one W&B group per multirun, across processes
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(min(values.values()))
     assert set(best["best_params"]) == {"sparsity.top_k"}

@@ -290,6 +290,21 @@ TOPICS: tuple[Topic, ...] = (
         ("spotlight", "spotlights", "fail during the show; flicker")],
        "at the theatre; on set; backstage; in the rehearsal room",
        "before the premiere; during the interval; after the final performance"),
+    _t("everyday", "friend/friends; neighbour/neighbours; guest/guests; roommate/roommates; "
+       "classmate/classmates; stranger/strangers; person/people",
+       "miss the last bus; call a taxi; get home late; go to bed early; stay at home; buy a new "
+       "phone; lose the {key|keys}; tell the truth; change the plan; wait outside; take the "
+       "stairs; leave the party early; invite the {neighbour|neighbours}; answer the phone; "
+       "forget the {password|passwords|s}; borrow the {umbrella|umbrellas|s}; wake up early; eat "
+       "out; get lost in town; be late; be hungry; feel better; win the bet; keep the secret; "
+       "move house; walk home in the rain; prefer tea to coffee; own a car; speak French; like "
+       "spicy food; hate the cold weather; know the answer",
+       [("phone", "phones", "run out of battery; ring loudly"),
+        ("party", "parties", "end early; get too loud"),
+        ("door", "doors", "slam shut; stick"),
+        ("cafe", "cafes", "close early; run out of milk")],
+       "in town; at the party; at the cafe; at the cinema; in the park",
+       "on the way home; before midnight; on Friday night"),
 )
 
 NAMES = (
@@ -338,12 +353,15 @@ IRREGULAR = {
     "sleep": ("slept", "slept"), "spend": ("spent", "spent"), "hold": ("held", "held"),
     "cast": ("cast", "cast"), "repay": ("repaid", "repaid"), "reset": ("reset", "reset"),
     "rewrite": ("rewrote", "rewritten"), "split": ("split", "split"), "show": ("showed", "shown"),
+    "wake": ("woke", "woken"), "feel": ("felt", "felt"), "stick": ("stuck", "stuck"),
+    "ring": ("rang", "rung"),
 }
+STATIVE = {"prefer", "own", "like", "hate", "know", "love"}  # no progressive forms
 DOUBLE = {"stop", "plan", "drop", "ship", "jog", "shop", "chop", "mop", "grab", "trim", "plug",
           "scrub", "tap", "slip", "admit", "submit", "regret", "permit", "prefer", "skip", "tag",
           "dig", "swim", "run", "win", "begin", "get", "set", "cut", "put", "shut", "forget",
           "sit", "hug", "nod", "beg", "dip", "rob", "clap", "fit", "jam", "snap", "spot", "tip",
-          "top", "transfer", "wrap", "cancel", "label", "travel", "refer", "occur"}
+          "top", "transfer", "wrap", "cancel", "label", "travel", "refer", "occur", "slam"}
 
 # Quantifiers: (pattern, agreement, existential_ok). {sg}/{pl} = the noun.
 CANONICAL_Q = (
@@ -356,7 +374,7 @@ CANONICAL_Q = (
     ("several {pl}", "pl", True), ("several of the {pl}", "pl", False),
     ("both {pl}", "pl", False), ("not all {pl}", "pl", False), ("not every {sg}", "sg", False),
     ("almost every {sg}", "sg", False), ("almost all of the {pl}", "pl", False),
-    ("nearly every {sg}", "sg", False), ("any {sg}", "sg", False),
+    ("nearly every {sg}", "sg", False),
 )
 NO_CANONICAL_Q = (
     ("the majority of the {pl}", "pl", False), ("a majority of {pl}", "pl", False),
@@ -383,7 +401,7 @@ NO_CANONICAL_Q = (
     ("the whole group of {pl}", "sg", False), ("a small number of {pl}", "pl", True),
 )
 CANONICAL_PRON = (("everyone", "sg"), ("everybody", "sg"), ("nobody", "sg"), ("no one", "sg"),
-                  ("someone", "sg"), ("somebody", "sg"), ("anyone", "sg"))
+                  ("someone", "sg"), ("somebody", "sg"))
 NO_CANONICAL_PRON = (("not a single person", "sg"), ("not one person", "sg"),
                      ("only one person", "sg"), ("just two people", "pl"),
                      ("dozens of people", "pl"), ("the majority of people", "pl"),
@@ -391,6 +409,8 @@ NO_CANONICAL_PRON = (("not a single person", "sg"), ("not one person", "sg"),
                      ("one person in ten", "sg"), ("a handful of people", "pl"))
 
 # Conditional helpers that are not clauses.
+IF_I_WERE = ("you", "her", "him", "them", "the manager", "the coach", "your sister")
+BISCUIT = ("If you need", "If you are looking for", "If you want", "In case you need")
 CASE_OF = ("fire", "a power cut", "an emergency", "heavy rain", "a delay", "a strike",
            "a flood", "doubt", "a complaint", "an accident")
 GIVEN_NP = ("Given more time", "Given the chance", "Given a bigger budget",
