@@ -122,7 +122,7 @@ class AnalysisConfig:
     alpha: float = 0.01  # Benjamini-Hochberg FDR level
     min_log2_ratio: float = 1.0  # minimum effect: log2 firing-rate ratio label / baseline
     fire_fraction: float = 0.2  # a latent fires on a row if act > fire_fraction * its active p90
-    fire_percentile: float = 90.0
+    fire_percentile: float = 99.0
     bootstrap: int = 1000
     permutations: int = 200
     probe_k: list[int] = field(default_factory=lambda: [1, 2, 5])

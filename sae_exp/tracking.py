@@ -32,6 +32,16 @@ def scrub(obj: Any) -> Any:
     return walk(obj)
 
 
+def _init_timeout() -> float:
+    """Seconds wandb.init waits for the server: WANDB_INIT_TIMEOUT when set, else 60."""
+    try:
+        return float(os.environ.get("WANDB_INIT_TIMEOUT", 60))
+    except ValueError:
+        log.warning("WANDB_INIT_TIMEOUT=%r is not a number; using 60 s",
+                    os.environ["WANDB_INIT_TIMEOUT"])
+        return 60.0
+
+
 class Tracker:
     """A thin wrapper around one W&B run; every method is a no-op when W&B is off or failed."""
 
@@ -47,7 +57,7 @@ class Tracker:
             self.run = wandb.init(
                 mode=mode, project=project, entity=entity, group=group, name=name,
                 tags=list(tags), config=scrub(config), dir=str(run_dir), reinit="finish_previous",
-                settings=wandb.Settings(init_timeout=60, console="off"),
+                settings=wandb.Settings(init_timeout=_init_timeout(), console="off"),
             )
         except Exception as e:  # W&B must never stop a run
             log.warning("W&B is unavailable (%s: %s); continuing with local files only.",

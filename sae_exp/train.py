@@ -229,7 +229,7 @@ class Trainer:
             rows_since_fired=state["rows_since_fired"].clone(),
             history=list(state["history"]),
         )
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it
 
 
 @torch.no_grad()
