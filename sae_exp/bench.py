@@ -16,14 +16,15 @@ Our SAE steps use fused Adam where this torch supports it (`adam` in the output)
 port its own default Adam. Each case runs in a fresh subprocess (`--in-process` turns that off;
 `--quick` implies it), so the memory columns are that case's alone: step_mem_mb is the peak
 resident memory during the timed steps above the resident memory before them (params, grads and
-Adam state already resident; /proc VmHWM reset through clear_refs), peak_rss_mb the process peak.
+Adam state already resident; /proc VmHWM reset through clear_refs), peak_mb the process peak.
 On CUDA the same columns come from torch.cuda.max_memory_allocated.
 Cases whose estimated step time (from the floor) exceeds --max-step-s or whose estimated memory
 exceeds --mem-limit-gb are skipped, and the table says so.
 
 `--stream` writes --stream-gb GiB of float32 activations to a temporary directory, then (each in a
-fresh subprocess) reads one epoch through `RowStream` with and without dropping pages, and trains a
-sparse SAE through it, recording the process peak RSS against the file size. The reads go
+fresh subprocess) reads one epoch through `RowStream` (rows read with preadv, the default) and by
+indexing the memmap, and trains a sparse SAE through it, recording the process peak RSS against
+the file size. The reads go
 through the page cache, which the file has just filled: they measure RSS, not disk speed.
 """
 
@@ -575,8 +576,9 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{_fmt(target['speedup_vs_notebook'], '.2f')} (goal >= 3), ratio_to_floor "
                   f"{_fmt(target['ratio_to_floor'], '.2f')} (goal <= 1.5)")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        from sae_exp.files import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     return result
 
 

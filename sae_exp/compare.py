@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,6 +401,7 @@ def log_to_wandb(jobs: list[Job], columns: list[str], rows: list[dict], figures:
         try:
             import wandb
 
+            os.environ.setdefault("WANDB_SILENT", "true")
             run = wandb.init(mode=run_mode, project=wb.get("project", "sae_exp"),
                              entity=wb.get("entity"), group=group, job_type="compare",
                              name=f"compare-{group}", dir=str(sweep), reinit="finish_previous",

@@ -81,7 +81,7 @@ def extract(sentences: Sentences, model_path: str, layer: int, pooling: str, max
     top = n_layers(model)
     if not 0 <= layer <= top:
         raise DataError(f"data.layer={layer} is out of range for {model_path}: use 0..{top} "
-                        "(0 = embeddings, {top} = last block).".replace("{top}", str(top)))
+                        f"(0 = embeddings, {top} = last block).")
     enc = tok(texts, truncation=True, max_length=max_length, return_special_tokens_mask=True)
     ids, special = enc["input_ids"], enc["special_tokens_mask"]
     keep = [np.flatnonzero(np.asarray(s) == 0) for s in special]

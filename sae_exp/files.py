@@ -35,6 +35,15 @@ ARCHITECTURES = {"topk": SAE, "batchtopk": SAE, "relu_l1": SAE}
 _CFG_FIELDS = {"architecture", "d_in", "d_sae", "k", "tied", "center_input", "decoder_impl"}
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's temp files are 0600
+
+
 def _atomic(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +51,7 @@ def _atomic(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -124,7 +134,11 @@ def load_sae(run_dir: Path, device: str | torch.device = "cpu") -> tuple[SAE, di
         tensors = load_file(str(w_path))
     except (SafetensorError, OSError) as e:
         raise DataError(f"{w_path} is not a valid safetensors file ({e}).") from None
-    d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
+    try:
+        d_in, d_sae, _ = int(cfg["d_in"]), int(cfg["d_sae"]), int(cfg["k"])
+    except (TypeError, ValueError):
+        raise DataError(f"{cfg_path}: d_in, d_sae and k must be integers; the run dir is "
+                        "damaged.") from None
     expect = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
     for name, shape in expect.items():
         if name not in tensors or tuple(tensors[name].shape) != shape:

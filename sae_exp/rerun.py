@@ -30,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sae_exp import files
+from sae_exp.errors import DataError
 
 EXIT_DIFFERENT, EXIT_REFUSED, EXIT_FAILED = 1, 2, 3
 # report.json values that describe the execution, not the result
@@ -115,6 +116,10 @@ def load_snapshot(run_dir: Path) -> Snapshot:
     report = _load_json(run_dir / files.REPORT_JSON, "the run did not finish")
     if not isinstance(report.get("metrics"), dict):
         raise Refused(f"{run_dir / files.REPORT_JSON} has no `metrics`; the run dir is damaged")
+    try:  # sae.safetensors + cfg.json: present, readable, shapes as cfg.json says, finite
+        files.load_sae(run_dir)
+    except DataError as e:
+        raise Refused(str(e).rstrip(".")) from None
     cwd = None
     hydra_yaml = run_dir / files.HYDRA_DIR / "hydra.yaml"
     if hydra_yaml.is_file():

@@ -73,6 +73,8 @@ def _check_data(data, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
             f"the data has {len(labels)} label(s) ({', '.join(labels) or 'none'}): an overlap "
             "report needs at least two; add sentences of another label."
         )
+    # analysis.baseline names a label of the data: checked here, before training
+    overlap.label_design(np.asarray(data.sentences.labels), cfg.analysis.baseline)
     train_rows = np.flatnonzero(data.row_mask("train"))
     test_rows = np.flatnonzero(data.row_mask("test"))
     if len(train_rows) == 0 or len(test_rows) == 0:
@@ -103,6 +105,7 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / files.REPORT_JSON).exists():
         raise UserError(f"{run_dir} already holds a finished run; choose a new hydra.run.dir.")
+    (run_dir / "error.json").unlink(missing_ok=True)  # from an earlier failed try in this dir
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     seed_everything(cfg.seed)
@@ -153,6 +156,7 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
         trainer.fit(stream)
     except Interrupted:
         incomplete = True
+        trainer.check_finite()  # never replace the last good checkpoint with a NaN state
         if main_rank:
             files.atomic_torch_save(run_dir / files.CHECKPOINT, trainer.state_dict())
         log.warning("interrupted at step %d: checkpoint saved; resume with resume=%s",
@@ -160,7 +164,10 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     except TrainingError:
         tracker.finish(exit_code=1)
         raise
-    except torch.OutOfMemoryError:
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        if not isinstance(e, (torch.OutOfMemoryError, MemoryError)) \
+                and "can't allocate memory" not in str(e):
+            raise  # torch's CPU allocator reports out-of-memory as a plain RuntimeError
         tracker.finish(exit_code=1)
         raise TrainingError(
             f"out of memory at trainer.batch_size={cfg.trainer.batch_size}: use a smaller "
@@ -227,7 +234,8 @@ def _load_checkpoint(trainer: Trainer, old_dir: Path, device: torch.device) -> N
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
-        raise DataError(f"{path} cannot be read safely ({type(e).__name__}); it is damaged.") from None
+        raise DataError(f"{path} cannot be read safely ({type(e).__name__}); it is damaged.") \
+            from None
     trainer.load_state_dict(state)
     log.info("resumed from %s at step %d", path, trainer.state.step)
 
@@ -346,20 +354,45 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def _write_failure(run_dir: Path, message: str) -> None:
+    if (run_dir / files.REPORT_JSON).exists():  # another run's finished dir: leave it as it is
+        return
     try:
         files.atomic_write_json(run_dir / "error.json", {"status": "failed", "error": message})
     except OSError:
         pass
 
 
+def _taken_output_dir(argv: list[str]) -> str | None:
+    """Why the output dir named in `argv` belongs to another run, or None.
+
+    A finished run (report.json), one that trained (metrics.jsonl, checkpoint.pt, weights) or a
+    sweep (multirun.yaml) is never written into; a dir holding only a config failure is reused."""
+    values = dict(a.split("=", 1) for a in argv if a.startswith(("hydra.run.dir=",
+                                                                  "hydra.sweep.dir=")))
+    run_dir, sweep_dir = values.get("hydra.run.dir"), values.get("hydra.sweep.dir")
+    if sweep_dir and {"-m", "--multirun"} & set(argv) and (
+            Path(sweep_dir) / "multirun.yaml").exists():
+        return f"{sweep_dir} already holds a sweep; choose a new hydra.sweep.dir"
+    if not run_dir or {"-m", "--multirun"} & set(argv):
+        return None
+    if (Path(run_dir) / files.REPORT_JSON).exists():
+        return f"{run_dir} already holds a finished run; choose a new hydra.run.dir"
+    for name in (files.METRICS, files.CHECKPOINT, files.SAE_WEIGHTS):
+        if (Path(run_dir) / name).exists():
+            return (f"{run_dir} holds another run's {name}; choose a new hydra.run.dir (to "
+                    f"continue that run: resume={run_dir} hydra.run.dir=<new dir>)")
+    return None
+
+
 def cli() -> None:
     """Console entry point: Hydra's own config errors (exit 1) become exit 2, like ours."""
-    for arg in sys.argv[1:]:  # Hydra rewrites .hydra/ before our code runs: check first
-        if arg.startswith("hydra.run.dir=") and (Path(arg.split("=", 1)[1]) / files.REPORT_JSON).exists():
-            print(f"error: {arg.split('=', 1)[1]} already holds a finished run; choose a new "
-                  "hydra.run.dir (nothing was changed).", file=sys.stderr)
-            raise SystemExit(2)
     rank, world = distributed.env_rank(), distributed.env_world_size()
+    # Hydra rewrites .hydra/ before our code runs: check first (rank 0 only: the others start
+    # when rank 0 may already have written there)
+    problem = _taken_output_dir(sys.argv[1:]) if not rank else None
+    if problem:
+        print(f"error: {problem} (nothing was changed).", file=sys.stderr)
+        raise SystemExit(2)
     if world and world > 1 and rank != 0:  # torchrun: only rank 0 writes; Hydra's dir is a temp
         tmp = tempfile.mkdtemp(prefix=f"sae_exp_rank{rank}_")
         sys.argv += [f"hydra.run.dir={tmp}", "hydra.output_subdir=null",

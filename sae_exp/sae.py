@@ -10,7 +10,7 @@ With `tied=True`, W_dec *is* W_enc^T: one parameter, not a copy.
 
 `decoder_impl="sparse"` runs the encoder backward and the decoder through `sparse_ops`, touching
 only the selected latents; `"dense"` uses plain autograd on gather/matmul. Both give equal values
-and gradients (tests/test_sae.py); sparse is faster.
+and gradients (tests/test_sparse_ops.py); sparse is faster.
 """
 
 from __future__ import annotations

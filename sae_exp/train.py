@@ -109,6 +109,7 @@ class Trainer:
                     self._log_step(metrics, epoch, bar)
                 self._checkpoint_if_needed(total)
         bar.close()
+        self.check_finite()
         return self.state.history
 
     def init_b_dec(self, x_sample: torch.Tensor) -> None:
@@ -141,8 +142,8 @@ class Trainer:
             finite = not self.dist.any(not finite)
         if not finite:
             raise TrainingError(
-                f"non-finite loss ({float(loss)}) at step {self.state.step}: the last good "
-                "checkpoint is kept; lower optimizer.lr or check the activations for outliers."
+                f"non-finite loss ({float(loss.detach())}) at step {self.state.step}: the last "
+                "good checkpoint is kept; lower optimizer.lr or check the activations for outliers."
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -203,7 +204,18 @@ class Trainer:
         every = self.tr_cfg.checkpoint_every
         if every > 0 and self.state.step % every == 0 and self.state.step < total:
             if self.on_checkpoint is not None:
+                self.check_finite()  # a NaN state never replaces the last good checkpoint
                 self.on_checkpoint()
+
+    def check_finite(self) -> None:
+        """Raise TrainingError if a weight is NaN/Inf (checked before every save, not every
+        step: a finite loss can still be followed by a step that overflows the weights)."""
+        for name, p in self.sae.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                raise TrainingError(
+                    f"non-finite weights ({name}) after step {self.state.step}: the last good "
+                    "checkpoint is kept; lower optimizer.lr or check the activations for outliers."
+                )
 
     def _autocast(self):
         if self.tr_cfg.autocast == "bf16" and self.device.type == "cuda":
@@ -244,7 +256,8 @@ def encode_rows(
     sae.eval()
     idx_parts, val_parts = [], []
     for s in range(0, len(acts), batch_size):
-        x = torch.as_tensor(np.asarray(acts[s : s + batch_size]), dtype=torch.float32).to(device)
+        # a copy: rows of a read-only memmap (the activation cache) would make torch warn
+        x = torch.from_numpy(np.array(acts[s : s + batch_size], dtype=np.float32)).to(device)
         enc = sae.encode(x)
         idx_parts.append(enc.top_indices.cpu().numpy())
         val_parts.append(enc.top_acts.float().cpu().numpy())

@@ -36,6 +36,10 @@ MIN_WORDS, MAX_WORDS = 7, 22
 HELD_OUT_TEMPLATE_SHARE = 0.2  # of the templates of forms with >= 2 templates
 RANDOM_TEST_SHARE = 0.1  # of the sentences of the other templates
 CONTRACT_SHARE = 0.6  # sentences written with contractions (won't, didn't, you'll ...)
+# Every (label, subset) gets the same length profile, so sentence length says nothing about the
+# label: word-count bins [7, 10), [10, 13), [13, 16), [16, 22] and their shares.
+LENGTH_BINS = (7, 10, 13, 16, MAX_WORDS + 1)
+LENGTH_SHARES = (0.3, 0.35, 0.23, 0.12)
 
 IF_RE = re.compile(r"\bif\b", re.I)
 COND_RE = re.compile(r"\b(if|unless|provided|providing|as long as|so long as|assuming|"
@@ -82,6 +86,27 @@ def held_out_templates(rng: random.Random) -> set[str]:
     return held
 
 
+def _repeats(key: str, n: int = 3) -> bool:
+    """True when a word n-gram occurs twice ("play the encore, then play the encore")."""
+    words = key.split()
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+def _quotas(target: int) -> list[int]:
+    quota = [int(round(share * target)) for share in LENGTH_SHARES]
+    quota[1] += target - sum(quota)
+    return quota
+
+
+def _length_bin(text: str) -> int | None:
+    n = len(text.split())
+    for i in range(len(LENGTH_BINS) - 1):
+        if LENGTH_BINS[i] <= n < LENGTH_BINS[i + 1]:
+            return i
+    return None
+
+
 def generate(seed: int = 0) -> list[dict]:
     """All records, in a fixed order. Raises RuntimeError when a subset cannot be filled."""
     rng = random.Random(seed)
@@ -95,6 +120,7 @@ def generate(seed: int = 0) -> list[dict]:
         # a form with many templates (11 subordinators) should not crowd out the others
         weights = [per_form[t.form] ** -0.5 for t in temps]
         made, tries = 0, 0
+        quota = _quotas(target)
         while made < target:
             tries += 1
             if tries > 200 * target:
@@ -103,10 +129,11 @@ def generate(seed: int = 0) -> list[dict]:
             text = tidy(tmpl.make(g))
             if rng.random() < CONTRACT_SHARE:
                 text = contract(text)
-            n_words = len(text.split())
+            b = _length_bin(text)
             key = re.sub(r"\W+", " ", text.lower()).strip()
-            if not MIN_WORDS <= n_words <= MAX_WORDS or key in seen:
+            if b is None or quota[b] == 0 or key in seen or _repeats(key):
                 continue
+            quota[b] -= 1
             if not check_clean(text, label, subset):
                 raise RuntimeError(f"template {tmpl.id} made an unclean sentence: {text}")
             seen.add(key)

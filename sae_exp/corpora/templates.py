@@ -32,11 +32,28 @@ class Template:
 TEMPLATES: list[Template] = []
 
 
-def template(label: str, subset: str, form: str, name: str):
+def template(label: str, subset: str, form: str, name: str, tail: float = 0.0):
+    """Register a frame; `tail` = chance of a trailing "because/while ... <clause>" on
+    statements, which lets short frames reach the same lengths as two-clause conditionals."""
     def deco(fn: Callable[[Gen], str]) -> Callable[[Gen], str]:
-        TEMPLATES.append(Template(f"{label}.{subset}.{form}.{name}", label, subset, form, fn))
+        make = _with_tail(fn, tail) if tail else fn
+        TEMPLATES.append(Template(f"{label}.{subset}.{form}.{name}", label, subset, form, make))
         return fn
     return deco
+
+
+TAIL_CONJ = ("because", "while", "after", "before", "when", "so", "but")
+
+
+def _with_tail(fn: Callable[[Gen], str], prob: float) -> Callable[[Gen], str]:
+    def make(g: Gen) -> str:
+        text = fn(g).rstrip()
+        if not text.endswith(".") or not g.p(prob):
+            return text
+        conj = g.pick(TAIL_CONJ)
+        sep = ", " if conj in ("so", "but") else " "
+        return f"{text[:-1].rstrip()}{sep}{conj} {_ev(g, g.topic(), 'past', adj=0.2)}."
+    return make
 
 
 def _ev(g: Gen, t: L.Topic, tense: str, neg: bool = False, adj: float = 0.3) -> str:
@@ -48,7 +65,7 @@ def _ev(g: Gen, t: L.Topic, tense: str, neg: bool = False, adj: float = 0.3) -> 
 C, CAN = "conditional", "canonical"
 
 
-@template(C, CAN, "if", "front")
+@template(C, CAN, "if", "front", tail=0.2)
 def _if_front(g: Gen) -> str:
     t = g.topic()
     return f"{g.opener()}if {_ev(g, t, 'pres')}, {_ev(g, t, g.consequent_tense(), g.p(0.2))}."
@@ -87,7 +104,7 @@ def _if_cf_back(g: Gen) -> str:
     return f"{_ev(g, t, 'would_have')} if {_ev(g, t, 'pluperf')}."
 
 
-@template(C, CAN, "if", "generic")
+@template(C, CAN, "if", "generic", tail=0.2)
 def _if_generic(g: Gen) -> str:
     t = g.topic()
     return f"If {_ev(g, t, 'pres')}, {_ev(g, t, 'pres', g.p(0.2))}."
@@ -132,7 +149,7 @@ def _only_if_front(g: Gen) -> str:
     return f"Only if {_ev(g, t, 'pres')} will {np.text} {verb_group(np, vp, 'base')}."
 
 
-@template(C, CAN, "even_if", "front")
+@template(C, CAN, "even_if", "front", tail=0.2)
 def _even_if(g: Gen) -> str:
     t = g.topic()
     return f"Even if {_ev(g, t, 'pres')}, {_ev(g, t, 'fut', g.p(0.3))}."
@@ -146,7 +163,7 @@ def _if_reported(g: Gen) -> str:
     return f"{speaker.text} {verb} that if {_ev(g, t, 'past')}, {_ev(g, t, 'would')}."
 
 
-@template(C, CAN, "if_counterfactual", "were_you")
+@template(C, CAN, "if_counterfactual", "were_you", tail=0.2)
 def _if_were_you(g: Gen) -> str:
     t = g.topic()
     vp = g.person_vp(t)
@@ -182,7 +199,7 @@ def _unless_back(g: Gen) -> str:
     return f"{_ev(g, t, g.consequent_tense(), g.p(0.4))} unless {_ev(g, t, 'pres')}."
 
 
-@template(C, N, "unless", "front")
+@template(C, N, "unless", "front", tail=0.2)
 def _unless_front(g: Gen) -> str:
     t = g.topic()
     return f"{g.opener()}unless {_ev(g, t, 'pres')}, {_ev(g, t, g.consequent_tense())}."
@@ -195,7 +212,7 @@ def _provided_back(g: Gen) -> str:
     return f"{_ev(g, t, g.consequent_tense())}, {mk} {_ev(g, t, 'pres')}."
 
 
-@template(C, N, "provided", "front")
+@template(C, N, "provided", "front", tail=0.2)
 def _provided_front(g: Gen) -> str:
     t = g.topic()
     mk = g.pick(("Provided that", "Provided", "Providing"))
@@ -209,7 +226,7 @@ def _as_long_as_back(g: Gen) -> str:
     return f"{_ev(g, t, g.pick(('fut', 'can', 'pres')))} {mk} {_ev(g, t, 'pres')}."
 
 
-@template(C, N, "as_long_as", "front")
+@template(C, N, "as_long_as", "front", tail=0.2)
 def _as_long_as_front(g: Gen) -> str:
     t = g.topic()
     mk = g.pick(("As long as", "As long as", "So long as"))
@@ -227,7 +244,7 @@ def _on_condition(g: Gen) -> str:
             f"{_ev(g, t, 'past')}.")
 
 
-@template(C, N, "assuming", "front")
+@template(C, N, "assuming", "front", tail=0.2)
 def _assuming(g: Gen) -> str:
     t = g.topic()
     mk = g.pick(("Assuming", "Assuming that"))
@@ -262,7 +279,7 @@ def _in_event(g: Gen) -> str:
     return f"{mk} {_ev(g, t, 'pres')}, {_ev(g, t, 'fut')}."
 
 
-@template(C, N, "in_case_of", "imperative")
+@template(C, N, "in_case_of", "imperative", tail=0.2)
 def _in_case_of(g: Gen) -> str:
     t = g.topic()
     vp = g.person_vp(t)
@@ -361,7 +378,7 @@ def _without(g: Gen) -> str:
     return f"{mk} {obj}, {_ev(g, t, tense)}."
 
 
-@template(C, N, "given", "counterfactual")
+@template(C, N, "given", "counterfactual", tail=0.2)
 def _given(g: Gen) -> str:
     t = g.topic()
     return f"{g.pick(L.GIVEN_NP)}, {_ev(g, t, g.pick(('would', 'could', 'might')))}."
@@ -391,21 +408,21 @@ def _qobject(g: Gen, subset: str) -> Callable[[str, str], str]:
 def _quant_templates(subset: str) -> None:
     """The same frames for both subsets; only the quantifier words differ."""
 
-    @template(Q, subset, "subject", "people")
+    @template(Q, subset, "subject", "people", tail=0.3)
     def _subj(g: Gen) -> str:
         t = g.topic()
         tense = g.pick(("past", "past", "pres", "fut", "perf", "would", "can", "must"))
         np = _qpeople(g, t, subset)
         return f"{g.opener()}{clause(np, g.person_vp(t), tense)} {g.adjunct(t, tense, 0.4)}."
 
-    @template(Q, subset, "subject", "things")
+    @template(Q, subset, "subject", "things", tail=0.3)
     def _subj_things(g: Gen) -> str:
         t = g.topic()
         sg, pl, vp = g.thing(t)
         tense = g.pick(("past", "pres", "fut", "perf"))
         return f"{clause(_qnp(g, subset, sg, pl), vp, tense)} {g.adjunct(t, tense, 0.4)}."
 
-    @template(Q, subset, "object", "people")
+    @template(Q, subset, "object", "people", tail=0.3)
     def _obj(g: Gen) -> str:
         t = g.topic()
         np, vp = g.person_np(t), g.person_vp(t, with_object=True)
@@ -432,7 +449,7 @@ def _quant_templates(subset: str) -> None:
         aux = g.pick(("Did", "Will", "Can", "Should"))
         return f"{aux} {np.text} {verb_group(np, vp, 'base')} {g.adjunct(t, '', 0.3)}?"
 
-    @template(Q, subset, "existential", "there")
+    @template(Q, subset, "existential", "there", tail=0.3)
     def _there(g: Gen) -> str:
         t = g.topic()
         if g.p(0.6):
@@ -452,7 +469,7 @@ def _quant_templates(subset: str) -> None:
         verb = g.pick(("said", "reported", "claimed", "thought", "hoped"))
         return f"{speaker.text} {verb} that {clause(np, g.person_vp(t), 'would')}."
 
-    @template(Q, subset, "passive", "by")
+    @template(Q, subset, "passive", "by", tail=0.3)
     def _passive(g: Gen) -> str:
         t = g.topic()
         vps = [VP.parse(v) for v in t.vps if v.split(" ", 1)[1].startswith("the {")]
@@ -464,7 +481,7 @@ def _quant_templates(subset: str) -> None:
         agent = g.person_np(t, pron=False)
         return join(np.text, be, pp(vp.verb), rest, "by", agent.text) + "."
 
-    @template(Q, subset, "pronoun", "people")
+    @template(Q, subset, "pronoun", "people", tail=0.3)
     def _pron(g: Gen) -> str:
         t = g.topic()
         word, num = g.pick(QSETS[subset][1])
@@ -480,7 +497,7 @@ def _quant_templates(subset: str) -> None:
         return f"Although {_ev(g, t, 'past')}, {clause(np, g.person_vp(t), 'past')}."
 
 
-@template(Q, "canonical", "any", "free_choice")
+@template(Q, "canonical", "any", "free_choice", tail=0.3)
 def _any(g: Gen) -> str:
     t = g.topic()
     sg, pl = g.pick(t.people).split("/")
@@ -506,14 +523,14 @@ _quant_templates("no_canonical")
 K, P, T = "control", "plain", "lexical_trap"
 
 
-@template(K, P, "simple", "people")
+@template(K, P, "simple", "people", tail=0.25)
 def _c_simple(g: Gen) -> str:
     t = g.topic()
     tense = g.plain_tense()
     return f"{g.opener()}{_ev(g, t, tense, g.p(0.15), adj=0.6)}."
 
 
-@template(K, P, "simple", "things")
+@template(K, P, "simple", "things", tail=0.25)
 def _c_things(g: Gen) -> str:
     t = g.topic()
     sg, pl, vp = g.thing(t)
@@ -561,7 +578,7 @@ def _c_question(g: Gen) -> str:
     return f"{aux} {np.text} {verb_group(np, vp, 'base')} {g.adjunct(t, '', 0.3)}?"
 
 
-@template(K, P, "passive", "by")
+@template(K, P, "passive", "by", tail=0.25)
 def _c_passive(g: Gen) -> str:
     t = g.topic()
     vps = [VP.parse(v) for v in t.vps if v.split(" ", 1)[1].startswith("the {")]
@@ -572,7 +589,7 @@ def _c_passive(g: Gen) -> str:
     return join(subj, be, pp(vp.verb), rest, "by", g.person_np(t, pron=False).text) + "."
 
 
-@template(K, P, "imperative", "please")
+@template(K, P, "imperative", "please", tail=0.25)
 def _c_imperative(g: Gen) -> str:
     t = g.topic()
     vp = g.person_vp(t)
@@ -613,7 +630,7 @@ def _t_wonder(g: Gen) -> str:
     return f"{head} {_ev(g, t, g.pick(('pres', 'fut')))}{end}"
 
 
-@template(K, T, "if_title", "mention")
+@template(K, T, "if_title", "mention", tail=0.45)
 def _t_if_title(g: Gen) -> str:
     t = g.topic()
     np = g.person_np(t)
@@ -621,7 +638,7 @@ def _t_if_title(g: Gen) -> str:
     return f"{np.text} {verb} {g.pick(L.IF_TITLES)} {g.adjunct(t, 'past', 0.6)}."
 
 
-@template(K, T, "quant_title", "mention")
+@template(K, T, "quant_title", "mention", tail=0.45)
 def _t_quant_title(g: Gen) -> str:
     t = g.topic()
     np = g.person_np(t)
@@ -629,7 +646,7 @@ def _t_quant_title(g: Gen) -> str:
     return f"{np.text} {verb} {g.pick(L.QUANT_TITLES)} {g.adjunct(t, 'past', 0.6)}."
 
 
-@template(K, T, "quant_name", "place")
+@template(K, T, "quant_name", "place", tail=0.45)
 def _t_place(g: Gen) -> str:
     t = g.topic()
     np, vp = g.person_np(t), g.person_vp(t)
@@ -641,7 +658,7 @@ def _t_place(g: Gen) -> str:
     return f"{clause(np, vp, g.pick(('past', 'fut')))} in {place}."
 
 
-@template(K, T, "quant_name", "org")
+@template(K, T, "quant_name", "org", tail=0.45)
 def _t_org(g: Gen) -> str:
     t = g.topic()
     np = g.person_np(t)
@@ -653,7 +670,7 @@ def _t_org(g: Gen) -> str:
     return f"{np.text} {verb} {org} {g.adjunct(t, 'past', 0.4)}."
 
 
-@template(K, T, "quant_name", "person")
+@template(K, T, "quant_name", "person", tail=0.45)
 def _t_person(g: Gen) -> str:
     t = g.topic()
     np = NP(g.pick(L.QUANT_NAMES))
@@ -661,7 +678,7 @@ def _t_person(g: Gen) -> str:
     return f"{clause(np, g.person_vp(t), tense)} {g.adjunct(t, tense, 0.5)}."
 
 
-@template(K, T, "quant_morpheme", "adverb")
+@template(K, T, "quant_morpheme", "adverb", tail=0.45)
 def _t_morpheme(g: Gen) -> str:
     t = g.topic()
     np, vp = g.event(t)
@@ -673,7 +690,7 @@ def _t_morpheme(g: Gen) -> str:
     return f"{form.capitalize()}, {clause(np, vp, g.pick(('past', 'fut')))}."
 
 
-@template(K, T, "quant_morpheme", "noun")
+@template(K, T, "quant_morpheme", "noun", tail=0.45)
 def _t_morpheme_noun(g: Gen) -> str:
     t = g.topic()
     np = g.person_np(t)
@@ -681,20 +698,20 @@ def _t_morpheme_noun(g: Gen) -> str:
     return f"{np.text} {verb} the {g.pick(L.TRAP_ADJ_NOUN)} {g.adjunct(t, 'past', 0.5)}."
 
 
-@template(K, T, "no_interjection", "answer")
+@template(K, T, "no_interjection", "answer", tail=0.45)
 def _t_no(g: Gen) -> str:
     t = g.topic()
     head = g.pick(("No, ", "Oh no, ", "No, no, ", "No thanks, "))
     return f"{head}{_ev(g, t, g.pick(('past', 'fut', 'pres')))}."
 
 
-@template(K, T, "numeral_nonquant", "clock")
+@template(K, T, "numeral_nonquant", "clock", tail=0.45)
 def _t_clock(g: Gen) -> str:
     t = g.topic()
     return f"{_ev(g, t, g.pick(('past', 'fut')), adj=0)} {g.pick(L.CLOCK)}."
 
 
-@template(K, T, "quant_homonym", "noun")
+@template(K, T, "quant_homonym", "noun", tail=0.45)
 def _t_homonym(g: Gen) -> str:
     t = g.topic()
     h = g.pick(L.QUANT_HOMONYM)
@@ -708,14 +725,14 @@ def _t_homonym(g: Gen) -> str:
     return f"{clause(np, vp, g.pick(('past', 'fut', 'perf')))} {g.adjunct(t, 'past', 0.4)}."
 
 
-@template(K, T, "as_long_as_comparative", "length")
+@template(K, T, "as_long_as_comparative", "length", tail=0.45)
 def _t_as_long(g: Gen) -> str:
     a, b = g.rng.sample(L.LONG_THINGS, 2)
     verb = g.pick(("was", "is", "will be", "seemed"))
     return f"{a.capitalize()} {verb} as long as {b} {g.pick(('', 'this time', 'in the end'))}."
 
 
-@template(K, T, "as_long_as_comparative", "stayed")
+@template(K, T, "as_long_as_comparative", "stayed", tail=0.45)
 def _t_stayed(g: Gen) -> str:
     t = g.topic()
     a, b = g.person_np(t), g.person_np(t, pron=False)
@@ -723,7 +740,7 @@ def _t_stayed(g: Gen) -> str:
     return f"{a.text} {verb} as long as {b.text} did {g.pick(t.places)}."
 
 
-@template(K, T, "provided_verb", "active")
+@template(K, T, "provided_verb", "active", tail=0.45)
 def _t_provided(g: Gen) -> str:
     t = g.topic()
     vps = [VP.parse(v) for v in t.vps if VP.parse(v).has_object()]
@@ -733,7 +750,7 @@ def _t_provided(g: Gen) -> str:
     return f"{np.text} provided the {pl} {g.adjunct(t, 'past', 0.6)}."
 
 
-@template(K, T, "assuming_verb", "role")
+@template(K, T, "assuming_verb", "role", tail=0.45)
 def _t_assuming(g: Gen) -> str:
     t = g.topic()
     np = g.person_np(t, pron=False)
@@ -741,7 +758,7 @@ def _t_assuming(g: Gen) -> str:
     return f"{np.text} {be} assuming the role of {g.pick(L.ROLES)} {g.pick(L.FUTURE_TIMES)}."
 
 
-@template(K, T, "condition_noun", "state")
+@template(K, T, "condition_noun", "state", tail=0.45)
 def _t_condition(g: Gen) -> str:
     t = g.topic()
     if g.p(0.5):
@@ -753,7 +770,7 @@ def _t_condition(g: Gen) -> str:
     return f"{np.text} {g.pick((has, 'had'))} {g.pick(L.MEDICAL)}."
 
 
-@template(K, T, "case_noun", "object")
+@template(K, T, "case_noun", "object", tail=0.45)
 def _t_case(g: Gen) -> str:
     t = g.topic()
     np = g.person_np(t)
@@ -761,7 +778,7 @@ def _t_case(g: Gen) -> str:
     return f"{np.text} {verb} {g.pick(L.CASES)} {g.adjunct(t, 'past', 0.6)}."
 
 
-@template(K, T, "suppose_epistemic", "suppose")
+@template(K, T, "suppose_epistemic", "suppose", tail=0.45)
 def _t_suppose(g: Gen) -> str:
     t = g.topic()
     if g.p(0.5):
@@ -771,40 +788,40 @@ def _t_suppose(g: Gen) -> str:
     return f"{np.text} {be} supposed to {verb_group(np, vp, 'base')} {g.pick(t.times)}."
 
 
-@template(K, T, "should_advice", "statement")
+@template(K, T, "should_advice", "statement", tail=0.45)
 def _t_should(g: Gen) -> str:
     t = g.topic()
     return f"{_ev(g, t, 'should', g.p(0.2), adj=0.5)}."
 
 
-@template(K, T, "should_advice", "question")
+@template(K, T, "should_advice", "question", tail=0.45)
 def _t_should_q(g: Gen) -> str:
     t = g.topic()
     np, vp = g.event(t)
     return f"Should {np.text} {verb_group(np, vp, 'base')} {g.adjunct(t, '', 0.4)}?"
 
 
-@template(K, T, "had_main", "statement")
+@template(K, T, "had_main", "statement", tail=0.45)
 def _t_had(g: Gen) -> str:
     t = g.topic()
     return f"{g.person_np(t).text} had {g.pick(L.HAD_NP)} {g.adjunct(t, 'past', 0.6)}."
 
 
-@template(K, T, "had_main", "question")
+@template(K, T, "had_main", "question", tail=0.45)
 def _t_had_q(g: Gen) -> str:
     t = g.topic()
     np, vp = g.event(t)
     return f"Had {np.text} {pp(vp.verb)} {vp.tail()} {g.pick(('before', 'already', 'yet'))}?"
 
 
-@template(K, T, "were_question", "question")
+@template(K, T, "were_question", "question", tail=0.45)
 def _t_were(g: Gen) -> str:
     t = g.topic()
     np = g.person_np(t, num="pl", pron=False, names=False)
     return f"Were {np.text} {g.pick(t.places)} {g.pick(L.PAST_TIMES)}?"
 
 
-@template(K, T, "then_sequence", "past")
+@template(K, T, "then_sequence", "past", tail=0.45)
 def _t_then(g: Gen) -> str:
     t = g.topic()
     np = g.person_np(t)
@@ -812,7 +829,7 @@ def _t_then(g: Gen) -> str:
     return f"{clause(np, a, 'past')} and then {verb_group(np, b, 'past')}."
 
 
-@template(K, T, "imperative_coordination", "and")
+@template(K, T, "imperative_coordination", "and", tail=0.45)
 def _t_imp_and(g: Gen) -> str:
     t = g.topic()
     you = NP("you", "pl", 2)
@@ -821,7 +838,7 @@ def _t_imp_and(g: Gen) -> str:
     return f"{verb_group(you, a, 'base')} {mk} {verb_group(you, b, 'base')}.".replace(" ,", ",")
 
 
-@template(K, T, "otherwise_adj", "quiet")
+@template(K, T, "otherwise_adj", "quiet", tail=0.45)
 def _t_otherwise(g: Gen) -> str:
     t = g.topic()
     day = g.pick(("quiet", "ordinary", "calm", "dull", "pleasant"))
@@ -829,7 +846,7 @@ def _t_otherwise(g: Gen) -> str:
     return f"{_ev(g, t, 'past', adj=0)} on an otherwise {day} {when}."
 
 
-@template(K, T, "without_plain", "left")
+@template(K, T, "without_plain", "left", tail=0.45)
 def _t_without(g: Gen) -> str:
     t = g.topic()
     np = g.person_np(t)
@@ -837,7 +854,7 @@ def _t_without(g: Gen) -> str:
     return f"{np.text} {verb} without {g.pick(L.WITHOUT_PLAIN)} {g.adjunct(t, 'past', 0.5)}."
 
 
-@template(K, T, "given_passive", "given")
+@template(K, T, "given_passive", "given", tail=0.45)
 def _t_given(g: Gen) -> str:
     t = g.topic()
     np = g.person_np(t, pron=False)
@@ -845,7 +862,7 @@ def _t_given(g: Gen) -> str:
     return f"{np.text} {be} given {g.pick(L.GIVEN_THINGS)} {g.adjunct(t, 'past', 0.6)}."
 
 
-@template(K, T, "habitual_would", "child")
+@template(K, T, "habitual_would", "child", tail=0.45)
 def _t_habitual(g: Gen) -> str:
     t = g.topic()
     word = g.pick(("I", "she", "he", "we", "they"))
