@@ -95,28 +95,40 @@ class SAE(nn.Module):
         if self.kind == "topk":
             return pre.topk(k, dim=1, sorted=False).indices
         if self.kind == "batchtopk" and self.training:
-            flat = pre.flatten().topk(k * pre.shape[0], sorted=False)
-            keep = torch.zeros_like(pre, dtype=torch.bool).flatten()
-            keep[flat.indices] = True
-            keep = keep.view_as(pre) & (pre > 0)
-            width = max(int(keep.sum(1).max()), 1)
-            with torch.no_grad():
-                vals = flat.values[flat.values > 0]
-                if vals.numel():
-                    self.threshold.mul_(0.99).add_(0.01 * vals.min())
-            masked = torch.where(keep, pre, torch.full_like(pre, -torch.inf))
-            return masked.topk(width, dim=1).indices
+            return self._batch_topk(pre, k)[0]
         # batchtopk at inference, relu_l1: everything above the threshold (0 for relu_l1)
         thr = self.threshold if self.kind == "batchtopk" else 0.0
         width = max(int((pre > thr).sum(1).max()), 1)
         return pre.topk(min(width, self.d_sae), dim=1).indices
 
+    def _batch_topk(self, pre: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """batchtopk in training: the k*B largest positive pre-activations of the batch.
+        Returns (ids [B, w], kept [B, w] bool), w = the most latents a row keeps; rows that
+        keep fewer are padded with slots marked not kept (their activation must be 0)."""
+        flat = pre.flatten().topk(k * pre.shape[0], sorted=False)
+        keep = torch.zeros_like(pre, dtype=torch.bool).flatten()
+        keep[flat.indices] = True
+        keep = keep.view_as(pre) & (pre > 0)
+        width = max(int(keep.sum(1).max()), 1)
+        with torch.no_grad():
+            vals = flat.values[flat.values > 0]
+            if vals.numel():
+                self.threshold.mul_(0.99).add_(0.01 * vals.min())
+        top = torch.where(keep, pre, torch.full_like(pre, -torch.inf)).topk(width, dim=1)
+        return top.indices, torch.isfinite(top.values)
+
     def encode(self, x: Tensor, k: int | None = None) -> EncoderOutput:
         """Sparse code of x [B, d_in]; top_acts are differentiable in W_enc, b_enc, b_dec."""
         pre = self.pre_activations(x)
-        idx = self.select(pre, k)
+        kept = None
+        if self.kind == "batchtopk" and self.training:
+            idx, kept = self._batch_topk(pre, self.k if k is None else k)
+        else:
+            idx = self.select(pre, k)
         acts = self.gather_acts(x, pre, idx)
-        if self.kind == "batchtopk" and not self.training:
+        if kept is not None:
+            acts = acts * kept  # padding slots would otherwise carry ReLU(pre) of dropped latents
+        elif self.kind == "batchtopk":
             acts = acts * (acts > self.threshold)
         return EncoderOutput(acts, idx, pre)
 
