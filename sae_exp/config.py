@@ -38,7 +38,7 @@ class ModelConfig:
 
 @dataclass
 class OptimizerConfig:
-    lr: float = 5e-4
+    lr: float = 2e-3
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     warmup_steps: int = 0  # linear LR warm-up, then the schedule
     schedule: str = "cosine"  # cosine | constant

@@ -219,14 +219,15 @@ def _read_jsonl(path: Path) -> list:
 
 
 def compare_runs(old_dir: Path, new_dir: Path, atol: float = 0.0, rtol: float = 0.0) -> dict:
-    """Compare two finished run dirs: {"report", "training_log", "weights"} -> Comparison."""
+    """Compare two finished run dirs, part by part: "metrics" (report.json's quality metrics),
+    "report" (the rest of report.json), "training_log", "weights" -> Comparison."""
     old_dir, new_dir = Path(old_dir), Path(new_dir)
-    out = {}
-    rep = Comparison()
-    old_rep = json.loads((old_dir / files.REPORT_JSON).read_text(encoding="utf-8"))
-    new_rep = json.loads((new_dir / files.REPORT_JSON).read_text(encoding="utf-8"))
-    compare_values(_drop_volatile(old_rep), _drop_volatile(new_rep), atol, rtol, "", rep)
-    out["report"] = rep
+    old_rep = _drop_volatile(json.loads((old_dir / files.REPORT_JSON).read_text(encoding="utf-8")))
+    new_rep = _drop_volatile(json.loads((new_dir / files.REPORT_JSON).read_text(encoding="utf-8")))
+    out = {"metrics": Comparison(), "report": Comparison()}
+    compare_values(old_rep.pop("metrics", None), new_rep.pop("metrics", None), atol, rtol,
+                   "metrics", out["metrics"])
+    compare_values(old_rep, new_rep, atol, rtol, "", out["report"])
     logc = Comparison()
     compare_values(_read_jsonl(old_dir / files.METRICS), _read_jsonl(new_dir / files.METRICS),
                    atol, rtol, "metrics.jsonl", logc)
@@ -343,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     except Refused as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_REFUSED
-    for w in code_warnings_before(snap):
+    before = code_warnings_before(snap)
+    for w in before:
         print(f"warning: {w}", file=sys.stderr)
     cwd = snap.cwd if snap.cwd is not None and snap.cwd.is_dir() else Path.cwd()
     if snap.cwd is not None and cwd != snap.cwd:
@@ -357,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     new_info = json.loads((out / files.RUN_INFO).read_text(encoding="utf-8"))
     for w in provenance_warnings(snap.info, new_info):
-        if not w.startswith("code"):  # code warnings were printed before the run
+        if w not in before:  # what the rerun recorded, unless already said before it ran
             print(f"warning: {w}", file=sys.stderr)
     result = compare_runs(snap.dir, out, args.atol, args.rtol)
     ok, lines = summarize(result, args.atol, args.rtol)

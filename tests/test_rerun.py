@@ -40,7 +40,8 @@ def test_rerun_of_a_sweep_job_is_identical(job_and_rerun):
     job, before, proc = job_and_rerun
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "IDENTICAL" in proc.stdout
-    assert "report: identical" in proc.stdout and "weights: identical" in proc.stdout
+    for part in ["metrics", "report", "training_log", "weights"]:
+        assert f"{part}: identical" in proc.stdout
     assert "warning: code differs" in proc.stderr  # the snapshot's commit is not this one
     assert _digest(job) == before  # the original is never written to
     new = Path(proc.stdout.strip().splitlines()[-1].split("rerun dir: ", 1)[1])
@@ -61,7 +62,8 @@ def test_differences_are_reported_with_their_size(job_and_rerun, tmp_path, monke
     (changed / "report.json").write_text(json.dumps(rep))
 
     result = rerun.compare_runs(changed, new)
-    diffs = result["report"].diffs
+    assert not result["report"].diffs and not result["weights"].diffs
+    diffs = result["metrics"].diffs
     assert [d.where for d in diffs] == ["metrics.fvu"]
     assert diffs[0].size == pytest.approx(0.01, rel=1e-6)
     assert rerun.summarize(rerun.compare_runs(changed, new, atol=0.02), 0.02, 0)[0]
