@@ -240,6 +240,8 @@ def validate(cfg: Config) -> None:
     _one_of("trainer.autocast", t.autocast, AUTOCAST)
     _check(t.log_every >= 1, "trainer.log_every", t.log_every, "use an integer >= 1")
     _check(t.checkpoint_every >= 0, "trainer.checkpoint_every", t.checkpoint_every, "use >= 0")
+    _check(t.num_threads is None or t.num_threads >= 1, "trainer.num_threads", t.num_threads,
+           "use an integer >= 1, or null for torch's default")
     ob = cfg.objective
     _check(ob.l0_max is None or ob.l0_max > 0, "objective.l0_max", ob.l0_max, "use null or > 0")
     _check(ob.l0_penalty >= 0, "objective.l0_penalty", ob.l0_penalty, "use a value >= 0")
@@ -252,6 +254,8 @@ def validate(cfg: Config) -> None:
     _check(a.bootstrap >= 0, "analysis.bootstrap", a.bootstrap, "use >= 0 (0 disables the CI)")
     _check(a.permutations >= 0, "analysis.permutations", a.permutations, "use >= 0 (0 disables)")
     _check(all(k >= 1 for k in a.probe_k), "analysis.probe_k", a.probe_k, "use integers >= 1")
+    _check(0 < a.ci_level < 1, "analysis.ci_level", a.ci_level, "use a value in (0, 1)")
+    _check(a.probe_l2 >= 0, "analysis.probe_l2", a.probe_l2, "use a value >= 0")
     _one_of("wandb.mode", w.mode, WANDB_MODES)
     d = cfg.data
     _one_of("data.source", d.source, DATA_SOURCES)

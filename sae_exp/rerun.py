@@ -14,7 +14,7 @@ Compared: report.json (every value except timings and paths), metrics.jsonl (the
 and the sae.safetensors tensors. Prints "identical" or each difference with its size. Warns when
 the code (git commit, uncommitted changes), package versions or the data fingerprint differ.
 Exit codes: 0 identical or within --atol/--rtol, 1 different, 2 the run dir is refused (missing
-or unreadable files), 3 the rerun itself failed.
+or unreadable files, a failed or an interrupted run), 3 the rerun itself failed.
 """
 
 from __future__ import annotations
@@ -116,6 +116,9 @@ def load_snapshot(run_dir: Path) -> Snapshot:
     report = _load_json(run_dir / files.REPORT_JSON, "the run did not finish")
     if not isinstance(report.get("metrics"), dict):
         raise Refused(f"{run_dir / files.REPORT_JSON} has no `metrics`; the run dir is damaged")
+    if report.get("incomplete") or info.get("status") == "incomplete":
+        raise Refused(f"{run_dir} was interrupted before the end of training; a rerun would not "
+                      f"repeat that: continue it with python -m sae_exp.run resume={run_dir}")
     try:  # sae.safetensors + cfg.json: present, readable, shapes as cfg.json says, finite
         files.load_sae(run_dir)
     except DataError as e:

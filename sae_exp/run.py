@@ -10,12 +10,14 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
 import tempfile
 import threading
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -343,6 +345,8 @@ def main(cfg: DictConfig) -> float | None:
         ob = typed.objective  # FVU, or FVU + a penalty on L0 above objective.l0_max
         return compare.objective(rep["metrics"], ob.l0_max, ob.l0_penalty)
     except UserError as e:
+        if _full_error():
+            traceback.print_exc()  # where the error came from, for a bug report
         print(f"error: {e}", file=sys.stderr)
         _write_failure(run_dir, str(e))
         if HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -404,6 +408,15 @@ def cli() -> None:
         if e.code == 1:
             raise SystemExit(2) from None
         raise
+    except Exception:  # HYDRA_FULL_ERROR=1: Hydra re-raises instead of exiting 1
+        if not _full_error():
+            raise
+        traceback.print_exc()
+        raise SystemExit(2) from None
+
+
+def _full_error() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
 if __name__ == "__main__":

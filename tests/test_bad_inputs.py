@@ -37,6 +37,7 @@ os.dup2(1, 2)  # one stream, in order: Hydra logs to stdout, errors go to stderr
 sys.stdout.reconfigure(line_buffering=True)
 for case in json.load(open(sys.argv[1], encoding="utf-8")):
     print(f"@@BEGIN {case['name']}@@", flush=True)
+    os.environ.update(case["env"])
     sys.argv = [case["module"], *case["args"]]
     fn = getattr(importlib.import_module(case["module"]), case["func"])
     try:
@@ -47,6 +48,8 @@ for case in json.load(open(sys.argv[1], encoding="utf-8")):
     except BaseException:
         traceback.print_exc()
         rc = -1
+    for key in case["env"]:
+        del os.environ[key]
     print(f"@@END rc={rc}@@", flush=True)
 '''
 
@@ -63,8 +66,9 @@ INPUTS = {  # case name -> file name under inputs/
     "no_labels": "no_labels.npz", "acts_1d": "acts_1d.npz", "acts_3d": "acts_3d.npz",
     "labels_2d": "labels_2d.npz", "length_mismatch": "short.npz", "nonfinite": "dirty.npz",
     "one_label": "one_label.npz", "no_rows": "empty.npz", "empty_corpus": "empty.jsonl",
-    "non_utf8_corpus": "latin1.jsonl", "texts": "texts.txt",
+    "non_utf8_corpus": "latin1.jsonl", "texts": "texts.txt", "shards_without_meta": "shards",
 }
+FULL_ERROR = {"full_error_compose", "full_error_value"}  # run with HYDRA_FULL_ERROR=1
 
 
 @dataclass
@@ -126,6 +130,8 @@ def make_inputs(d: Path) -> None:
         b'{"text": "If it rains, we stay.", "label": "conditional"}\n'
         + '{"text": "Caf\u00e9s close if it snows.", "label": "conditional"}\n'.encode("latin-1"))
     f["texts"].write_text("If it rains, we stay.\n")
+    f["shards_without_meta"].mkdir()
+    np.save(f["shards_without_meta"] / "acts_0.npy", acts)
 
 
 def make_corrupt_cache_entry(work: Path) -> None:
@@ -214,15 +220,19 @@ def _cases(work: Path) -> list[tuple[str, str, str, list[str]]]:
         run("baseline_not_a_label", RUN, "analysis.baseline=negation"),
         run("alpha_zero", RUN, "analysis.alpha=0"),
         run("alpha_one", RUN, "analysis.alpha=1"),
+        run("ci_level", RUN, "analysis.ci_level=95"),
+        run("num_threads_zero", RUN, "trainer.num_threads=0"),
         run("unknown_data_source", RUN, "data=nosuch"),
         run("unknown_sparsity_group", RUN, "sparsity=nosuch"),
         run("unknown_key", RUN, "model.nosuch=1"),
         run("wrong_type", RUN, "trainer.epochs=many"),
+        run("full_error_compose", RUN, "data=nosuch"),
+        run("full_error_value", RUN, "sparsity.top_k=0"),
         # 2. data
         data("missing_file", f"data.path={work / 'nowhere.npz'}"),
         *[data(n) for n in ("not_npz", "single_array", "no_activations", "no_labels", "acts_1d",
                             "acts_3d", "labels_2d", "length_mismatch", "nonfinite",
-                            "one_label", "no_rows")],
+                            "one_label", "no_rows", "shards_without_meta")],
         data("drop_nonfinite", f"data.path={inp['nonfinite']}", "data.drop_nonfinite=true"),
         run("empty_corpus", model_data, f"data.corpus={inp['empty_corpus']}"),
         run("non_utf8_corpus", model_data, f"data.corpus={inp['non_utf8_corpus']}"),
@@ -263,8 +273,9 @@ def results(work) -> dict[str, Result]:
     (work / "cli_batch.py").write_text(DRIVER)
     cases = _cases(work)
     spec = work / "cases.json"
-    spec.write_text(json.dumps([{"name": n, "module": m, "func": f, "args": a}
-                                for n, m, f, a in cases]))
+    spec.write_text(json.dumps([
+        {"name": n, "module": m, "func": f, "args": a,
+         "env": {"HYDRA_FULL_ERROR": "1"} if n in FULL_ERROR else {}} for n, m, f, a in cases]))
     path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
     proc = run_cli("cli_batch", [str(spec)], cwd=work, env={"PYTHONPATH": path}, timeout=600)
     out: dict[str, Result] = {}
@@ -295,10 +306,14 @@ EXPECT: dict[str, tuple[int, list[str]]] = {
                                  "conditional, control, quantifier"]),
     "alpha_zero": (2, ["analysis.alpha=0.0", "strictly between 0 and 1"]),
     "alpha_one": (2, ["analysis.alpha=1.0", "strictly between 0 and 1"]),
+    "ci_level": (2, ["analysis.ci_level=95.0", "(0, 1)"]),
+    "num_threads_zero": (2, ["trainer.num_threads=0", ">= 1"]),
     "unknown_data_source": (2, ["Could not find 'data/nosuch'", "synthetic", "file"]),
     "unknown_sparsity_group": (2, ["Could not find 'sparsity/nosuch'", "topk", "relu_l1"]),
     "unknown_key": (2, ["model.nosuch", "not in 'ModelConfig'"]),
     "wrong_type": (2, ["'many'", "trainer.epochs"]),
+    "full_error_compose": (2, ["Traceback", "Could not find 'data/nosuch'"]),
+    "full_error_value": (2, ["Traceback", "error: sparsity.top_k=0 is invalid"]),
     "missing_file": (2, ["data.path=", "nowhere.npz does not exist"]),
     "not_npz": (2, ["notes.npz is not a readable .npz file", "np.savez"]),
     "single_array": (2, ["array.npy holds a single array, not an .npz", "np.savez"]),
@@ -311,6 +326,7 @@ EXPECT: dict[str, tuple[int, list[str]]] = {
     "nonfinite": (2, ["2 of 255 activation rows hold NaN or Inf", "data.drop_nonfinite=true"]),
     "one_label": (2, ["1 label (alpha)", "at least two"]),
     "no_rows": (2, ["no rows"]),
+    "shards_without_meta": (2, ["shards has no meta.npz or meta.json"]),
     "drop_nonfinite": (0, ["dropped 2 of 255 activation rows holding NaN or Inf"]),
     "empty_corpus": (2, ["empty.jsonl has no sentences"]),
     "non_utf8_corpus": (2, ["latin1.jsonl line 2", "not UTF-8", "save the file as UTF-8"]),
@@ -338,6 +354,9 @@ def test_message_and_exit_code(results, name):
     res = results[name]
     rc, needles = EXPECT[name]
     assert res.rc == rc, f"{name}: exit {res.rc}\n{res.out[-3000:]}"
+    if name in FULL_ERROR:  # HYDRA_FULL_ERROR=1 asks for the trace; the exit code stays 2
+        assert all(n in res.out for n in needles), res.out[-3000:]
+        return
     assert "Traceback" not in res.out, res.out[-3000:]
     for needle in needles:
         assert needle in res.out, f"{name}: {needle!r} not in\n{res.out[-3000:]}"
@@ -390,7 +409,7 @@ def test_nonfinite_loss_keeps_the_last_good_checkpoint(results, work):
 
 
 def test_config_errors_stop_before_any_work(results, work):
-    for name in ("top_k_zero", "lr_zero", "alpha_one", "baseline_not_a_label"):
+    for name in ("top_k_zero", "lr_zero", "alpha_one", "ci_level", "baseline_not_a_label"):
         out = work / "runs" / name
         assert not (out / files.METRICS).exists() and not (out / files.CHECKPOINT).exists()
         assert json.loads((out / "error.json").read_text())["status"] == "failed"

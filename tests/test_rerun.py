@@ -81,7 +81,8 @@ def test_differences_are_reported_with_their_size(job_and_rerun, tmp_path, monke
     assert "WITHIN TOLERANCE" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("damage", ["no_config", "bad_json", "failed", "not_a_dir"])
+@pytest.mark.parametrize("damage", ["no_config", "bad_json", "failed", "interrupted",
+                                    "not_a_dir"])
 def test_damaged_run_dirs_are_refused(job_and_rerun, tmp_path, capsys, damage):
     job, _, _ = job_and_rerun
     bad = tmp_path / "bad"
@@ -92,6 +93,9 @@ def test_damaged_run_dirs_are_refused(job_and_rerun, tmp_path, capsys, damage):
         (bad / "report.json").write_text("{not json")
     elif damage == "failed":
         (bad / "error.json").write_text('{"status": "failed"}')
+    elif damage == "interrupted":
+        info = json.loads((bad / "run_info.json").read_text())
+        (bad / "run_info.json").write_text(json.dumps({**info, "status": "incomplete"}))
     else:
         bad = tmp_path / "nothing_here"
     assert rerun.main([str(bad)]) == rerun.EXIT_REFUSED
