@@ -101,7 +101,10 @@ def write_report(run_dir: Path, report: dict, history: list[dict]) -> None:
     rep.setdefault("warnings", [])
     for name, error in _write_figures(run_dir / files.FIGURES, rep, history or []):
         rep["warnings"].append(f"figure {name} could not be drawn: {error}")
-    text = json.dumps(rep, indent=1, allow_nan=False) + "\n"
+    # per-latent records live in features.jsonl (one line each); report.json stays small
+    slim = {k: v for k, v in rep.items() if k != "latents"}
+    slim["features_file"] = files.FEATURES
+    text = json.dumps(slim, indent=1, allow_nan=False) + "\n"
     files.atomic_write_text(run_dir / files.REPORT_JSON, text)
     lines = [json.dumps(rec, allow_nan=False) for rec in rep.get("latents", [])]
     files.atomic_write_text(run_dir / files.FEATURES, "\n".join(lines) + ("\n" if lines else ""))

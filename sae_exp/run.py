@@ -193,11 +193,10 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
                                       {"mean": torch.as_tensor(norm.mean)})
     top_idx, top_acts = encode_rows(sae, X, device)
     quality = quality_metrics(sae, X, test_rows, top_idx, top_acts, device)
-    density = quality.pop("density")
+    quality.pop("density")  # per latent: in features.jsonl
     rep = overlap.analyze(top_idx, top_acts, data, sae.d_sae, cfg.analysis,
                           W_dec=sae.W_dec.detach().cpu().numpy())
     rep["metrics"] = quality
-    rep["metrics"]["density"] = density
     rep["run"] = {
         "name": cfg.name, "dir": str(run_dir), "incomplete": incomplete,
         "d_in": data.d_in, "d_sae": sae.d_sae, "top_k": cfg.sparsity.top_k,

@@ -75,9 +75,11 @@ def test_report_json_is_valid_and_has_the_design_fields(written, analysis):
         pr = rep["pairs"][key]
         assert {"jaccard", "jaccard_ci", "overlap_coefficient", "shared", "p_value"} <= set(pr)
         assert len(pr["jaccard_ci"]) == 2
-    for key in ("naive_overlap", "probe", "latents", "baseline", "thresholds", "warnings",
-                "definitions"):
+    for key in ("naive_overlap", "probe", "baseline", "thresholds", "warnings", "definitions"):
         assert key in rep
+    assert "latents" not in rep and rep["features_file"] == files.FEATURES  # one line per latent
+    lines = (written / files.FEATURES).read_text().splitlines()
+    assert [json.loads(x)["id"] for x in lines] == [r["id"] for r in analysis["latents"]]
 
 
 def test_features_jsonl_has_one_line_per_latent(written):
