@@ -4,22 +4,24 @@
                             [--autocast none|bf16] [--threads N]
     python -m sae_exp.bench --stream [--stream-gb 2] [--stream-d-sae 4096] [--stream-steps N]
 
-For each (d_in, d_sae, k, batch) it times one training step, median of a few steps after warm-up:
+For each (d_in, d_sae, k, batch) it times one training step of:
   notebook  the seed notebook's SparseSAE and step, ported faithfully (`notebook_port`): dense
             ReLU + top-k mask, dense decoder, MSE + L1, `.item()` metrics, default Adam, clip
   dense     our SAE, `decoder_impl="dense"`: forward, MSE + L1, backward, remove_parallel_grad,
             clip 1.0, Adam, decoder renorm (the trainer's step without AuxK and logging)
   sparse    the same with `decoder_impl="sparse"` (the default)
   floor     the encoder matmul `x @ W_enc` alone: every SAE step pays it
-Ratios: speedup_vs_notebook = notebook / sparse, ratio_to_floor = sparse / floor.
-Our SAE steps use fused Adam where this torch supports it (`adam` in the output), the notebook
-port its own default Adam. Each case runs in a fresh subprocess (`--in-process` turns that off;
-`--quick` implies it), so the memory columns are that case's alone: step_mem_mb is the peak
-resident memory during the timed steps above the resident memory before them (params, grads and
-Adam state already resident; /proc VmHWM reset through clear_refs), peak_mb the process peak.
-On CUDA the same columns come from torch.cuda.max_memory_allocated.
-Cases whose estimated step time (from the floor) exceeds --max-step-s or whose estimated memory
-exceeds --mem-limit-gb are skipped, and the table says so.
+All four run in one fresh process per size (`--in-process`: in this one; `--quick` implies it),
+interleaved: after --warmup steps each, --steps rounds of one step of each. Step times are
+medians over rounds; speedup_vs_notebook (notebook / sparse) and ratio_to_floor (sparse / floor)
+are medians of the per-round ratios, so a change of machine load hits both sides of a ratio.
+Our SAE steps use fused Adam where this torch supports it (`--adam`; `adam` in the JSON), the
+notebook port its own default Adam. step_mem_mb is the peak memory of a step above what was
+resident when it began (CPU: /proc VmHWM, reset through clear_refs before each step; CUDA:
+torch.cuda.max_memory_allocated), the largest over the timed steps: the step's own temporaries
+and gradients, not the parameters and Adam state that stay between steps.
+An implementation whose estimated step time (from the floor) exceeds --max-step-s, or that would
+take the process over --mem-limit-gb, is skipped, and the table says so.
 
 `--stream` writes --stream-gb GiB of float32 activations to a temporary directory, then (each in a
 fresh subprocess) reads one epoch through `RowStream` (rows read with preadv, the default) and by
@@ -59,7 +61,8 @@ GRIDS = {
 }
 QUICK_BATCH = 256
 SCALING_BATCHES = (1024, 2048, 4096)
-# step time of an implementation / the floor, measured at the target case (for skip estimates)
+# step time of an implementation / the floor, about twice what was measured at the target case
+# (for skipping slow cases)
 TIME_FACTOR = {"notebook": 8.0, "dense": 6.0, "sparse": 2.0, "floor": 1.0}
 # [B, d_sae] float32 matrices alive at once (a generous estimate, for skipping)
 BD_MATRICES = {"notebook": 8, "dense": 7, "sparse": 2, "floor": 1}
@@ -86,35 +89,27 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-class _Memory:
-    """Peak memory of a code region: resident set on CPU, allocator on CUDA."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    def start(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.base = torch.cuda.memory_allocated(self.device)
-            self.reset = True
-        else:
-            self.reset = _reset_peak_rss()
-            self.base = _proc_status_kib("VmRSS") * 1024 if self.reset else 0
-
-    def stop(self) -> dict:
-        if self.device.type == "cuda":
-            peak = torch.cuda.max_memory_allocated(self.device)
-            return {"step_mem_mb": (peak - self.base) / 2**20, "peak_mb": peak / 2**20,
-                    "mem_kind": "cuda_allocated"}
-        hwm = (_proc_status_kib("VmHWM") or 0) * 1024
-        return {"step_mem_mb": (hwm - self.base) / 2**20 if self.reset else None,
-                "peak_mb": hwm / 2**20, "mem_kind": "rss"}
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _timed(step, device: torch.device) -> tuple[float, float | None]:
+    """(seconds, MiB) of one call: the memory is the call's peak above what was allocated
+    (CUDA) or resident (CPU, VmHWM after a clear_refs reset) when it started."""
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    else:
+        base = _proc_status_kib("VmRSS") * 1024 if _reset_peak_rss() else None
+    t0 = time.perf_counter()
+    step()
+    _sync(device)
+    sec = time.perf_counter() - t0
+    if device.type == "cuda":
+        return sec, (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    return sec, (_proc_status_kib("VmHWM") * 1024 - base) / 2**20 if base is not None else None
 
 
 def _autocast(device: torch.device, autocast: str):
@@ -153,15 +148,14 @@ def _our_step(sae, opt, x: torch.Tensor, autocast_ctx) -> float:
     return float(loss.detach())
 
 
-def _build(case: dict, device: torch.device):
-    """(step function, adam name) for one case; the step takes no arguments."""
+def _build(impl: str, case: dict, x: torch.Tensor):
+    """(step function taking no arguments, adam name) for one implementation."""
     from sae_exp.notebook_port import NotebookSAE, make_optimizer, train_step
     from sae_exp.sae import SAE
 
     torch.manual_seed(case.get("seed", 0))
-    d_in, d_sae, k, batch = case["d_in"], case["d_sae"], case["k"], case["batch"]
-    x = torch.randn(batch, d_in, device=device)
-    impl, ac = case["impl"], case.get("autocast", "none")
+    device, ac = x.device, case.get("autocast", "none")
+    d_in, d_sae, k = case["d_in"], case["d_sae"], case["k"]
     if impl == "notebook":
         sae = NotebookSAE(d_in, d_sae, sparsity_coeff=0.1, top_k=k).to(device)
         opt, sched = make_optimizer(sae, lr=5e-4, epochs=200)
@@ -181,31 +175,61 @@ def _build(case: dict, device: torch.device):
     raise ValueError(f"unknown impl {impl!r}")
 
 
-def run_case(case: dict) -> dict:
-    """Time one case in this process: `warmup` steps, then the median of `steps` steps."""
+def run_config(case: dict) -> dict:
+    """Time every implementation of case["impls"] at one size, in this process, interleaved.
+
+    Rounds of one step per implementation (floor, sparse, dense, notebook) after warm-up: a
+    change of machine load between minutes then hits all of them alike, and the ratios are
+    taken within a round (paired), then the median over rounds. An implementation whose step
+    would exceed case["max_step_s"] (estimated from the floor) is skipped."""
     device = torch.device(case.get("device", "cpu"))
     if case.get("threads"):
         torch.set_num_threads(int(case["threads"]))
-    step, adam = _build(case, device)
-    for _ in range(case.get("warmup", 1)):
-        step()
-    _sync(device)
-    mem = _Memory(device)
-    mem.start()
-    times = []
+    torch.manual_seed(case.get("seed", 0))
+    x = torch.randn(case["batch"], case["d_in"], device=device)
+    wanted = [i for i in ("floor", "sparse", "dense", "notebook") if i in case["impls"]]
+    res: dict = {i: {"status": "ok", "times": [], "mem": []} for i in wanted}
+    steps, adams = {}, {}
+    floor_s = None
+    for impl in wanted:
+        est = TIME_FACTOR[impl] * floor_s if floor_s else None
+        if est is not None and est > case.get("max_step_s", float("inf")):
+            res[impl] = {"status": "skipped",
+                         "reason": f"est. ~{est:.0f} s/step > {case['max_step_s']:.0f} s"}
+            continue
+        steps[impl], adams[impl] = _build(impl, case, x)
+        for _ in range(case.get("warmup", 1)):
+            sec, _ = _timed(steps[impl], device)
+        if impl == "floor" and case.get("warmup", 1) > 0:
+            floor_s = sec
     for _ in range(case.get("steps", 3)):
-        _sync(device)
-        t0 = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
-    return {"status": "ok", "step_s": med, "step_times": times, "rows_per_s": case["batch"] / med,
-            "adam": adam, **mem.stop()}
+        for impl, step in steps.items():
+            sec, mib = _timed(step, device)
+            res[impl]["times"].append(sec)
+            res[impl]["mem"].append(mib)
+    for impl in steps:
+        r = res[impl]
+        r["step_s"] = statistics.median(r["times"])
+        r["rows_per_s"] = case["batch"] / r["step_s"]
+        mems = [m for m in r.pop("mem") if m is not None]
+        r["step_mem_mb"] = max(mems) if mems else None
+        r["adam"] = adams[impl]
+
+    def paired(a: str, b: str) -> float | None:
+        if a not in steps or b not in steps:
+            return None
+        return statistics.median(x / y for x, y in zip(res[a]["times"], res[b]["times"],
+                                                        strict=True))
+
+    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+            else (_proc_status_kib("VmHWM") or 0) * 1024)
+    return {"impls": res, "speedup_vs_notebook": paired("notebook", "sparse"),
+            "ratio_to_floor": paired("sparse", "floor"),
+            "speedup_vs_dense": paired("dense", "sparse"), "process_peak_mb": peak / 2**20}
 
 
 def _run_isolated(task: dict, timeout: float | None = None) -> dict:
-    """Run `task` in a fresh interpreter (`--worker`), so its memory peak is its own."""
+    """Run `task` in a fresh interpreter (`--worker`): no memory or state from earlier cases."""
     cmd = [sys.executable, "-m", "sae_exp.bench", "--worker", json.dumps(task)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -222,11 +246,12 @@ def _run_isolated(task: dict, timeout: float | None = None) -> dict:
 
 
 def _dispatch(task: dict) -> dict:
-    if task.get("kind") == "stream_read":
+    kind = task.get("kind", "config")
+    if kind == "stream_read":
         return _stream_read(task)
-    if task.get("kind") == "stream_train":
+    if kind == "stream_train":
         return _stream_train(task)
-    return run_case(task)
+    return {"status": "ok", **run_config(task)}
 
 
 def _run(task: dict, isolate: bool) -> dict:
@@ -239,51 +264,56 @@ def _run(task: dict, isolate: bool) -> dict:
 
 
 # --- the grid ----------------------------------------------------------------------------------
-def _estimated_gib(impl: str, d_in: int, d_sae: int, batch: int) -> float:
-    """Generous memory estimate of one step: [B, d_sae] temporaries + params, grads, Adam."""
-    bd = BD_MATRICES[impl] * batch * d_sae * 4
-    params = 0 if impl == "floor" else 8 * d_in * d_sae * 4
-    return (bd + params) / 2**30
+def _estimated_gib(impls, d_in: int, d_sae: int, batch: int) -> float:
+    """Generous memory estimate of `impls` living in one process: each one's params, grads and
+    Adam state, plus the largest one's [B, d_sae] step temporaries."""
+    if not impls:
+        return 0.0
+    params = sum(0 if i == "floor" else 8 * d_in * d_sae * 4 for i in impls)
+    temps = max(BD_MATRICES[i] for i in impls) * batch * d_sae * 4
+    return (params + temps) / 2**30
 
 
 def bench_config(d_in: int, d_sae: int, k: int, batch: int, opts: dict, impls=IMPLS) -> dict:
-    """One table row: every impl of `impls` at this size (floor first: it sizes the others)."""
+    """One table row: the implementations of `impls` at this size, timed in one (fresh) process.
+    The most memory-hungry are left out first (notebook, then dense) to fit --mem-limit-gb."""
     row: dict = {"d_in": d_in, "d_sae": d_sae, "k": k, "batch": batch}
+    skipped: dict[str, dict] = {
+        i: {"status": "not run", "reason": "not in this grid (try --grid full)"}
+        for i in IMPLS if i not in impls}
+    run = [i for i in IMPLS if i in impls]
+    for heavy in ("notebook", "dense", "sparse", "floor"):
+        est = _estimated_gib(run, d_in, d_sae, batch)
+        if est <= opts["mem_limit_gb"] or heavy not in run:
+            continue
+        run.remove(heavy)
+        skipped[heavy] = {"status": "skipped", "reason": f"est. {est:.1f} GiB with it > "
+                                                         f"{opts['mem_limit_gb']:.1f} GiB limit"}
+    task = {"d_in": d_in, "d_sae": d_sae, "k": k, "batch": batch, "impls": run,
+            "device": opts["device"], "autocast": opts["autocast"], "threads": opts["threads"],
+            "steps": opts["steps"], "warmup": opts["warmup"], "adam": opts.get("adam", "auto"),
+            "max_step_s": opts["max_step_s"]}
+    out = _run(task, opts["isolate"]) if run else {"status": "ok", "impls": {}}
+    if out["status"] != "ok":
+        per = {i: {"status": "error", "reason": out["reason"]} for i in run}
+    else:
+        per = out["impls"]
+    per.update(skipped)
     notes: list[str] = []
-    notes_not_run: list[str] = []
-    order = ["floor", *[i for i in IMPLS if i != "floor"]]
-    base = {"d_in": d_in, "d_sae": d_sae, "k": k, "batch": batch, "device": opts["device"],
-            "autocast": opts["autocast"], "threads": opts["threads"], "steps": opts["steps"],
-            "adam": opts.get("adam", "auto")}
-    for impl in order:
-        est_gib = _estimated_gib(impl, d_in, d_sae, batch)
-        est_s = TIME_FACTOR[impl] * row["floor_s"] if row.get("floor_s") else None
-        if impl not in impls:
-            res = {"status": "not run", "reason": "not in this grid (try --grid full)"}
-        elif est_gib > opts["mem_limit_gb"]:
-            res = {"status": "skipped",
-                   "reason": f"est. {est_gib:.1f} GiB > {opts['mem_limit_gb']:.1f} GiB limit"}
-        elif est_s is not None and est_s > opts["max_step_s"]:
-            res = {"status": "skipped",
-                   "reason": f"est. ~{est_s:.0f} s/step > {opts['max_step_s']:.0f} s"}
-        else:
-            warmup = opts["warmup"] if opts["warmup"] is not None else (
-                2 if est_s is not None and est_s < 1.5 else 1)
-            res = _run({**base, "impl": impl, "warmup": warmup}, opts["isolate"])
-        row[f"{impl}_status"] = res["status"]
-        ok = res["status"] == "ok"
+    for impl in IMPLS:
+        r = per[impl]
+        row[f"{impl}_status"] = r["status"]
+        ok = r["status"] == "ok"
         for key, src in (("s", "step_s"), ("rows_per_s", "rows_per_s"),
-                         ("step_mem_mb", "step_mem_mb"), ("peak_mb", "peak_mb"), ("adam", "adam")):
-            row[f"{impl}_{key}"] = res.get(src) if ok else None
-        if not ok and impl in impls:
-            notes.append(f"{impl} {res['status']}: {res['reason']}")
-        elif not ok and not notes_not_run:
-            notes_not_run.append(f"{res['reason']}")
-    notes += [f"{', '.join(i for i in IMPLS if i not in impls)} {r}" for r in notes_not_run]
-    sp, nb, fl, de = (row.get(f"{i}_s") for i in ("sparse", "notebook", "floor", "dense"))
-    row["speedup_vs_notebook"] = nb / sp if sp and nb else None
-    row["ratio_to_floor"] = sp / fl if sp and fl else None
-    row["speedup_vs_dense"] = de / sp if sp and de else None
+                         ("step_mem_mb", "step_mem_mb"), ("adam", "adam"), ("times", "times")):
+            row[f"{impl}_{key}"] = r.get(src) if ok else None
+        if not ok and r["status"] != "not run":
+            notes.append(f"{impl} {r['status']}: {r['reason']}")
+    not_run = [i for i in IMPLS if per[i]["status"] == "not run"]
+    if not_run:
+        notes.append(f"{', '.join(not_run)} not in this grid (try --grid full)")
+    for key in ("speedup_vs_notebook", "ratio_to_floor", "speedup_vs_dense", "process_peak_mb"):
+        row[key] = out.get(key)
     row["notes"] = "; ".join(notes)
     return row
 
@@ -490,7 +520,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="Adam for our SAE steps (auto: fused where supported)")
     p.add_argument("--batch", type=int, default=None, help="rows per step (default 4096)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per case (median)")
-    p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 1-2)")
+    p.add_argument("--warmup", type=int, default=1, help="warm-up steps per implementation")
     p.add_argument("--max-step-s", type=float, default=30.0,
                    help="skip a case whose estimated step time exceeds this")
     p.add_argument("--mem-limit-gb", type=float, default=None,
@@ -510,7 +540,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         args.in_process = True
         args.threads = args.threads or 1  # tiny ops: one thread avoids OpenMP wake-up stalls
         args.steps = min(args.steps, 2)
-        args.warmup = 1 if args.warmup is None else args.warmup
         args.stream_gb = min(args.stream_gb, 0.01)
         args.stream_d_sae = min(args.stream_d_sae, 256)
         args.stream_k = min(args.stream_k, 8)
@@ -558,9 +587,10 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append(bench_config(d_in, d_sae, k, args.batch, opts, *impls))
             print(_table_line(rows[-1]), flush=True)
         result["rows"] = rows
-        print("\nstep time (median), rows/s, speedup_vs_notebook = notebook/sparse, "
-              "ratio_to_floor = sparse/floor, step MiB = peak memory of a step above the "
-              f"resident state ({'cuda allocator' if device.type == 'cuda' else 'RSS'})")
+        print("\nstep time: median over rounds; vs_nb = speedup_vs_notebook (notebook/sparse), "
+              "to_floor = ratio_to_floor (sparse/floor), both medians of per-round ratios;\n"
+              "step MiB = peak memory of a step above what was resident before it "
+              f"({'cuda allocator' if device.type == 'cuda' else 'RSS'})")
         print(format_table(rows))
         if not args.quick and not args.no_scaling:
             t = TARGET
