@@ -151,7 +151,8 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
                                                                trainer.state_dict())
         for row in trainer.state.history:  # a resumed run's log starts with the earlier steps
             trainer.on_log(row)
-    stream = RowStream(X, train_rows, cfg.trainer.batch_size, seed=cfg.seed)
+    stream = RowStream(X, train_rows, cfg.trainer.batch_size, seed=cfg.seed,
+                       pin_memory=device.type == "cuda")
     incomplete = False
     stop = _StopSignals(trainer).install()
     try:

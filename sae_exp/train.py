@@ -60,6 +60,15 @@ def batch_fvu(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     return float((x - x_hat).pow(2).sum() / denom.clamp_min(1e-12))
 
 
+def make_adam(params: list, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """Fused Adam where this torch build has it (one kernel per tensor: ~10 ms instead of ~75 ms
+    per step for two 768 x 16384 matrices on 2 CPU cores), else torch's default Adam."""
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
 class Trainer:
     """Trains an SAE on rows streamed from an activation array (possibly memory-mapped)."""
 
@@ -74,8 +83,7 @@ class Trainer:
     ) -> None:
         self.sae, self.opt_cfg, self.sp_cfg, self.tr_cfg = sae, opt_cfg, sp_cfg, tr_cfg
         self.device, self.normalize_decoder = device, normalize_decoder
-        self.optimizer = torch.optim.Adam(sae.parameters(), lr=opt_cfg.lr,
-                                          betas=tuple(opt_cfg.betas))
+        self.optimizer = make_adam(list(sae.parameters()), opt_cfg.lr, tuple(opt_cfg.betas))
         self.state = TrainState(rows_since_fired=torch.zeros(sae.d_sae, dtype=torch.long))
         self.stop_requested = False
         self.on_log: Callable[[dict], None] | None = None
