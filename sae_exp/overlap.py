@@ -654,6 +654,7 @@ def analyze(
     warnings = _warnings(design, n, data, cfg) + probes.pop("warnings", [])
     if W_dec is not None and np.shape(W_dec)[0] != d_sae:
         warnings.append(f"W_dec has {np.shape(W_dec)[0]} rows, not d_sae={d_sae}: ignored.")
+    warnings += _ci_warnings(pairs)
     return {
         "categories": categories,
         "pairs": pairs,
@@ -717,6 +718,22 @@ def _threshold_summary(cfg, thr, active, fires, density) -> dict:
         "kept_fraction": _round(fires.sum() / max(active.sum(), 1), 4),
         "median_threshold": _round(np.median(thr[live])) if live.any() else None,
     }
+
+
+def _ci_warnings(pairs: dict) -> list[str]:
+    """A Jaccard outside its own bootstrap CI means the association sets are unstable at this
+    sample size: resamples repeat sentences, which makes each resample's tests more liberal."""
+    out = []
+    for key, pr in pairs.items():
+        ci = pr.get("jaccard_ci")
+        if ci is not None and not (ci[0] - 1e-9 <= pr["jaccard"] <= ci[1] + 1e-9):
+            out.append(
+                f"{key}: Jaccard {pr['jaccard']:.3f} lies outside its bootstrap CI "
+                f"[{ci[0]:.3f}, {ci[1]:.3f}]: the association sets are unstable at this sample "
+                "size (read the CI as a sign of that, not as an interval around the estimate); "
+                "add sentences per label."
+            )
+    return out
 
 
 def _pairs(design, assoc, F, boot_j, boot_o, null_j, cfg, W_dec, d_sae) -> dict:

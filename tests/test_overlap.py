@@ -283,3 +283,11 @@ def test_overlap_properties_on_random_codes(seed, n_sent, d_sae, k, n_labels, ma
         assert a <= set(list(rep["categories"].values())[i]["features"])
         for b in specific[i + 1:]:
             assert not a & b
+
+
+def test_an_estimate_outside_its_ci_is_flagged():
+    pairs = {"a|b": {"jaccard": 0.0, "jaccard_ci": [0.12, 1.0]},
+             "a|c": {"jaccard": 0.2, "jaccard_ci": [0.1, 0.3]},
+             "b|c": {"jaccard": 0.2, "jaccard_ci": None}}
+    warnings = overlap._ci_warnings(pairs)
+    assert len(warnings) == 1 and warnings[0].startswith("a|b: Jaccard 0.000 lies outside")
