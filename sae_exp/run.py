@@ -217,6 +217,7 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     summary = {f"metrics/{k}": v for k, v in quality.items() if isinstance(v, (int, float))}
     tracker.summary(summary)
     tracker.log_images(report.figure_paths(run_dir))
+    _log_tables(tracker, rep)
     if cfg.wandb.log_artifacts:
         names = [files.REPORT_JSON, files.REPORT_MD, files.FEATURES, files.SAE_WEIGHTS,
                  files.SAE_CFG, files.RUN_INFO, files.METRICS]
@@ -227,6 +228,18 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     if stop.received == "SIGINT":
         raise KeyboardInterrupt  # Ctrl-C: the files are written; stop here (and any sweep)
     return rep
+
+
+def _log_tables(tracker: Tracker, rep: dict) -> None:
+    """The report's pair and category tables as W&B tables (no-ops when W&B is off)."""
+    tracker.log_table("report/pairs", ["pair", "jaccard", "ci_lo", "ci_hi", "overlap_coefficient",
+                                       "n_shared", "p_value", "p_shared"], [
+        [k, p["jaccard"], *(p["jaccard_ci"] or [None, None]), p["overlap_coefficient"],
+         len(p["shared"]), p.get("p_value"), p.get("p_shared")]
+        for k, p in rep.get("pairs", {}).items()])
+    tracker.log_table("report/categories", ["label", "n_sentences", "n_features", "n_specific"], [
+        [k, c.get("n_sentences"), len(c.get("features", [])), len(c.get("specific", []))]
+        for k, c in rep.get("categories", {}).items()])
 
 
 def _load_checkpoint(trainer: Trainer, old_dir: Path, device: torch.device) -> None:

@@ -67,6 +67,9 @@ def test_wandb_offline_writes_local_run_files(tmp_path):
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     assert list(runs[0].glob("*.wandb")), "the offline run holds its history file"
+    media = runs[0] / "files" / "media"
+    assert list(media.glob("table/report/pairs_*.table.json"))  # report tables
+    assert list(media.glob("images/figures/*.png"))  # report figures
 
 
 def test_bad_value_is_one_line_exit_2_and_no_traceback(tmp_path):
