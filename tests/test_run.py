@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import TINY, run_cli
@@ -119,3 +120,14 @@ def test_report_recovers_planted_overlap(tmp_path):
         found = rep["categories"][label]["specific"]
         assert len(found) >= 0.75 * len(ids)
         assert np.isin(nearest[found], ids).mean() >= 0.85, label
+
+
+@pytest.mark.parametrize("experiment", sorted(
+    p.stem for p in (Path(__file__).resolve().parent.parent / "conf" / "experiment").glob("*.yaml")))
+def test_every_experiment_runs_on_a_tiny_budget(tmp_path, experiment):
+    out = tmp_path / "run"
+    res = run_cli("sae_exp.run", [f"experiment={experiment}", *TINY, "trainer.epochs=2",
+                                  f"hydra.run.dir={out}"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rep = json.loads((out / files.REPORT_JSON).read_text())
+    assert rep["metrics"]["l0"] <= 4
