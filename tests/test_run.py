@@ -122,8 +122,10 @@ def test_report_recovers_planted_overlap(tmp_path):
         assert np.isin(nearest[found], ids).mean() >= 0.85, label
 
 
-@pytest.mark.parametrize("experiment", sorted(
-    p.stem for p in (Path(__file__).resolve().parent.parent / "conf" / "experiment").glob("*.yaml")))
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "conf" / "experiment"
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in EXPERIMENTS.glob("*.yaml")))
 def test_every_experiment_runs_on_a_tiny_budget(tmp_path, experiment):
     out = tmp_path / "run"
     res = run_cli("sae_exp.run", [f"experiment={experiment}", *TINY, "trainer.epochs=2",
