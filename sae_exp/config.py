@@ -121,7 +121,7 @@ class AnalysisConfig:
     baseline: str = "auto"  # auto = "control" where present, else all other labels; or a label
     alpha: float = 0.01  # Benjamini-Hochberg FDR level
     min_log2_ratio: float = 1.0  # minimum effect: log2 firing-rate ratio label / baseline
-    fire_fraction: float = 0.2  # a latent fires on a row if act > fire_fraction * its active p90
+    fire_fraction: float = 0.2  # fires if act > fire_fraction * p{fire_percentile} of active acts
     fire_percentile: float = 99.0
     bootstrap: int = 1000
     permutations: int = 200

@@ -23,7 +23,10 @@ def scrub(obj: Any) -> Any:
     secrets = {v for k, v in os.environ.items() if SECRET_PATTERN.search(k) and len(v) >= 8}
     def walk(o: Any) -> Any:
         if isinstance(o, dict):
-            return {k: ("***" if SECRET_PATTERN.search(str(k)) else walk(v)) for k, v in o.items()}
+            # a secret-looking key hides its text value; numbers under such keys
+            # (data.tokens_per_sentence, data.features_per_token) are settings, kept
+            return {k: ("***" if SECRET_PATTERN.search(str(k)) and isinstance(v, str)
+                        else walk(v)) for k, v in o.items()}
         if isinstance(o, (list, tuple)):
             return [walk(v) for v in o]
         if isinstance(o, str) and any(s in o for s in secrets):

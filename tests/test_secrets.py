@@ -106,3 +106,14 @@ def test_scrub_hides_secret_keys_and_secret_values(monkeypatch):
     assert scrub(cfg) == {"wandb": {"api_key": "***", "project": "p"},
                           "data": {"path": "***", "layer": 3}, "tags": ["a", "***"],
                           "db": {"Password": "***"}}
+
+
+def test_scrub_hides_secret_text_but_keeps_numeric_settings(monkeypatch):
+    from sae_exp.tracking import scrub
+
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-1234567890")
+    cfg = {"data": {"tokens_per_sentence": 8, "features_per_token": 4, "hf_token": "abc"},
+           "note": "uses tok-1234567890 inside", "api_key": "k"}
+    out = scrub(cfg)
+    assert out["data"]["tokens_per_sentence"] == 8 and out["data"]["features_per_token"] == 4
+    assert out["data"]["hf_token"] == "***" and out["api_key"] == "***" and out["note"] == "***"
