@@ -28,6 +28,7 @@ REPORT_MD = "report.md"
 FEATURES = "features.jsonl"
 CHECKPOINT = "checkpoint.pt"
 NORMALIZATION = "normalization.safetensors"
+PROBE = "probe.safetensors"  # the multi-class label probe inspect predicts with
 FIGURES = "figures"
 HYDRA_DIR = ".hydra"
 

@@ -12,8 +12,10 @@ input order:
     latents    [[id, activation], ...]: latents that fire in the sentence (peak over its tokens
                above the latent's firing threshold from the run's report), strongest first
     scores     {label: share of that label's `specific` latents that fire in the sentence}
-    predicted  the label with the highest score; when no specific latent fires, the baseline
-               label ("control" where the run had one), else null
+    probabilities  {label: probability} from the run's multi-class probe (the report's sparse
+               probe on the union of the specific sets, saved as probe.safetensors)
+    predicted  the most probable label under that probe; for runs without a probe, the label
+               with the highest score (the baseline label when no specific latent fires)
 """
 
 from __future__ import annotations
@@ -97,6 +99,24 @@ class RunModel:
         self.baseline = "control" if "control" in cats else None
         self.thresholds = self._thresholds()
         self.normalizer = self._normalizer()
+        self.probe = self._probe()
+
+    def _probe(self) -> dict | None:
+        """The run's multi-class label probe (probe.safetensors), or None for older runs."""
+        path = self.run_dir / files.PROBE
+        if not path.is_file():
+            return None
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="np") as f:
+                out = {k: f.get_tensor(k) for k in f.keys()}
+                out["labels"] = json.loads((f.metadata() or {})["labels"])
+        except (SafetensorError, OSError, KeyError, json.JSONDecodeError):
+            raise DataError(f"{path} is damaged; delete it to predict from scores.") from None
+        if out["W"].shape != (len(out["latents"]), len(out["labels"])):
+            raise DataError(f"{path}: W does not match its latents and labels; it is damaged.")
+        return out
 
     def _thresholds(self) -> np.ndarray:
         thr = np.zeros(self.sae.d_sae, dtype=np.float32)
@@ -149,6 +169,7 @@ class RunModel:
                  n_sentences: int) -> list[dict]:
         """Per sentence: firing latents, label scores and the predicted label."""
         idx, val = encode_rows(self.sae, acts, self.device)
+        probs = self._probabilities(idx, val, sentence_index, n_sentences)
         out = []
         for s in range(n_sentences):
             rows = sentence_index == s
@@ -163,10 +184,30 @@ class RunModel:
             predicted = (min(lab for lab, v in scores.items() if v == best) if best > 0
                          else self.baseline)
             latents = sorted(firing.items(), key=lambda kv: -kv[1])
-            out.append({"latents": [[j, round(a, 5)] for j, a in latents],
-                        "scores": {k: round(v, 5) for k, v in scores.items()},
-                        "predicted": predicted})
+            rec = {"latents": [[j, round(a, 5)] for j, a in latents],
+                   "scores": {k: round(v, 5) for k, v in scores.items()},
+                   "predicted": predicted}
+            if probs is not None:
+                labels = self.probe["labels"]
+                rec["probabilities"] = {lab: round(float(p), 5) for lab, p in
+                                        zip(labels, probs[s], strict=True)}
+                rec["predicted"] = labels[int(np.argmax(probs[s]))]
+            out.append(rec)
         return out
+
+    def _probabilities(self, idx: np.ndarray, val: np.ndarray, sentence_index: np.ndarray,
+                       n_sentences: int) -> np.ndarray | None:
+        """[S, labels] softmax of the run's probe on mean-pooled specific latents."""
+        if self.probe is None:
+            return None
+        from scipy.special import softmax
+
+        from sae_exp.probe import pool_sentences
+
+        pooled = pool_sentences(idx, val, sentence_index, n_sentences, self.sae.d_sae)
+        X = pooled[:, self.probe["latents"]].toarray()
+        Z = (X - self.probe["mu"]) / self.probe["sd"]
+        return softmax(Z @ self.probe["W"] + self.probe["b"], axis=1)
 
 
 def _read_json(path: Path) -> dict:

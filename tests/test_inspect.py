@@ -53,7 +53,9 @@ def test_inspect_jsonl_file(minilm_run, tmp_path):
     labels = {"conditional", "quantifier", "control"}
     for o in out:
         assert set(o["scores"]) == labels and all(0 <= v <= 1 for v in o["scores"].values())
-        assert o["predicted"] in labels | {None}
+        probs = o["probabilities"]  # the run's saved multi-class probe
+        assert set(probs) == labels and abs(sum(probs.values()) - 1) < 1e-3
+        assert o["predicted"] == max(probs, key=probs.get)
         acts = [a for _, a in o["latents"]]
         assert acts == sorted(acts, reverse=True) and all(a > 0 for a in acts)
         assert all(0 <= j < 64 for j, _ in o["latents"])

@@ -23,7 +23,7 @@ def test_run_writes_every_contract_file(tmp_path):
     out = _single_run(tmp_path)
     for name in [".hydra/config.yaml", ".hydra/overrides.yaml", files.RUN_INFO, files.METRICS,
                  files.SAE_WEIGHTS, files.SAE_CFG, files.REPORT_JSON, files.REPORT_MD,
-                 files.FEATURES]:
+                 files.FEATURES, files.PROBE]:
         assert (out / name).is_file(), name
     assert list((out / "figures").glob("*.png"))
     tensors = load_file(str(out / files.SAE_WEIGHTS))
