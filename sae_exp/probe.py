@@ -117,12 +117,17 @@ def _score(pred, y, label_of_test, subsets_test, labels) -> dict:
     }
 
 
-def _fit_and_score(X, ids, y, train, test, n_classes, l2, label_of, subsets, labels) -> dict:
+def _fit_and_score(X, ids, y, train, test, n_classes, l2, label_of, subsets, labels,
+                   keep_model: bool = False) -> dict:
     Xd = X[:, ids].toarray()
     model = LogisticProbe(n_classes, l2).fit(Xd[train], y[train])
     pred = model.predict(Xd[test])
-    return {"latents": [int(i) for i in ids],
-            **_score(pred, y[test], label_of[test], subsets[test], labels)}
+    out = {"latents": [int(i) for i in ids],
+           **_score(pred, y[test], label_of[test], subsets[test], labels)}
+    if keep_model:  # logits = ((x[latents] - mu) / sd) @ W + b, classes in `labels` order
+        out["model"] = {"labels": list(labels), "W": model.W.tolist(), "b": model.b.tolist(),
+                        "mu": model.mu.tolist(), "sd": model.sd.tolist()}
+    return out
 
 
 def sparse_probing(
@@ -173,7 +178,7 @@ def sparse_probing(
     union = sorted({int(i) for ids in specific.values() for i in ids})
     if union and len(np.unique(label_of[train])) >= 2:
         out["multiclass"] = _fit_and_score(pooled, union, label_of, train, test, len(labels), l2,
-                                           label_of, subsets, labels)
+                                           label_of, subsets, labels, keep_model=True)
         out["multiclass"]["chance_balanced_accuracy"] = 1.0 / len(labels)
     elif not union:
         warnings.append("multi-class probe skipped: no label has specific latents.")

@@ -29,7 +29,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sae_exp import compare, distributed, files, overlap, probe, report
+from sae_exp import compare, distributed, files, overlap, report
 from sae_exp.activations import load_activations
 from sae_exp.config import DATA_SCHEMAS, Config, register_configs, validate
 from sae_exp.errors import ConfigError, DataError, TrainingError, UserError
@@ -207,7 +207,7 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     if data.planted is not None:
         rep["planted"] = {"jaccard": data.planted["jaccard"]}
     report.write_report(run_dir, rep, trainer.state.history)
-    save_label_probe(run_dir, top_idx, top_acts, data, rep, sae.d_sae, cfg.analysis.probe_l2)
+    save_label_probe(run_dir, rep)
     wall = time.time() - start
     info = run_info(cfg.seed, str(device), data.fingerprint, wall, status=(
         "incomplete" if incomplete else "complete"), data_meta=data.meta)
@@ -231,25 +231,18 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     return rep
 
 
-def save_label_probe(run_dir: Path, top_idx: np.ndarray, top_acts: np.ndarray, data,
-                     rep: dict, d_sae: int, l2: float) -> None:
-    """Fit the report's multi-class probe (mean-pooled latents of the union of the labels'
-    specific sets, train split) once more and save it, so `inspect` predicts labels with it."""
-    labels = sorted(rep.get("categories", {}))
-    union = sorted({int(j) for c in rep.get("categories", {}).values() for j in c["specific"]})
-    label_of = np.array([labels.index(str(x)) for x in data.sentences.labels])
-    train = np.asarray(data.sentences.splits) == "train"
-    if not union or len(np.unique(label_of[train])) < 2:
+def save_label_probe(run_dir: Path, rep: dict) -> None:
+    """Save the report's multi-class probe (mean-pooled latents of the union of the labels'
+    specific sets, fitted on the train split) as probe.safetensors for `inspect`."""
+    mc = (rep.get("probe") or {}).get("multiclass") or {}
+    model = mc.get("model")
+    if not model:
         return
-    pooled = probe.pool_sentences(top_idx, top_acts, data.sentence_index, len(data.sentences),
-                                  d_sae)
-    model = probe.LogisticProbe(len(labels), l2).fit(pooled[train][:, union].toarray(),
-                                                     label_of[train])
-    tensors = {"W": model.W, "b": model.b, "mu": model.mu, "sd": model.sd,
-               "latents": np.asarray(union, dtype=np.int64)}
-    files.atomic_save_safetensors(
-        run_dir / files.PROBE, {k: torch.as_tensor(np.asarray(v)) for k, v in tensors.items()},
-        metadata={"labels": json.dumps(labels)})
+    tensors = {k: torch.as_tensor(np.asarray(model[k], dtype=np.float64))
+               for k in ("W", "b", "mu", "sd")}
+    tensors["latents"] = torch.as_tensor(np.asarray(mc["latents"], dtype=np.int64))
+    files.atomic_save_safetensors(run_dir / files.PROBE, tensors,
+                                  metadata={"labels": json.dumps(model["labels"])})
 
 
 def _log_tables(tracker: Tracker, rep: dict) -> None:
