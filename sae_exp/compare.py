@@ -304,7 +304,7 @@ def _save_figure(fig, path: Path) -> None:
     def write(tmp: str) -> None:
         Path(tmp).write_bytes(data)
 
-    files._atomic(path, write)
+    files.atomic_write(path, write)
 
 
 def _label(row: dict, keys: list[str]) -> str:

@@ -45,7 +45,8 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's temp files are 0600
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp) on a temp file beside `path`, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -64,7 +65,7 @@ def atomic_write_text(path: Path, text: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
 
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -72,11 +73,11 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
-    _atomic(path, lambda tmp: torch.save(obj, tmp))
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def atomic_save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata=None) -> None:
-    _atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def _json_default(o: Any) -> Any:

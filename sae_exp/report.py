@@ -88,7 +88,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _atomic_bytes(path: Path, write: Callable[[str], None]) -> None:
-    files._atomic(path, write)  # temp file + rename, with the permissions of a plain open()
+    files.atomic_write(path, write)  # temp file + rename, with the permissions of a plain open()
 
 
 def write_report(run_dir: Path, report: dict, history: list[dict]) -> None:

@@ -182,7 +182,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        files._atomic(path, broken)
+        files.atomic_write(path, broken)
     assert json.loads(path.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp file left
 
@@ -206,9 +206,9 @@ ALLOWED_WRITES = {
     ("cache.py", "np.save(tmp / name"): "inside a temp dir renamed into place as a whole",
     ("cache.py", "(tmp / META).write_text"): "inside a temp dir renamed into place as a whole",
     ("cache.py", "open(path, \"a+\")"): "the lock file (never read)",
-    ("compare.py", "fig.savefig(buf"): "into memory; written with files._atomic",
-    ("compare.py", "Path(tmp).write_bytes"): "the temp file of files._atomic",
-    ("report.py", "fig.savefig(tmp"): "the temp file of files._atomic",
+    ("compare.py", "fig.savefig(buf"): "into memory; written with files.atomic_write",
+    ("compare.py", "Path(tmp).write_bytes"): "the temp file of files.atomic_write",
+    ("report.py", "fig.savefig(tmp"): "the temp file of files.atomic_write",
     ("bench.py", "open(path, \"wb\")"): "bench's scratch activation file, not a run's",
     ("bench.py", "write_text(\"5\")"): "/proc/self/clear_refs (a kernel control, not a file)",
     ("make_logic_corpus.py", "open(out, \"w\""): "a developer script that regenerates the corpus",
