@@ -378,7 +378,7 @@ def main(cfg: DictConfig) -> float | None:
         print(f"error: {e}", file=sys.stderr)
         _write_failure(run_dir, str(e))
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            return None
+            return float("inf")  # the sweep goes on; a sweeper ranks the failed job last
         raise SystemExit(e.exit_code) from None
     except KeyboardInterrupt:
         log.error("interrupted")

@@ -83,3 +83,22 @@ def test_optuna_sweep_on_submitit_local(tmp_path):
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(min(values.values()))
     assert set(best["best_params"]) == {"sparsity.top_k"}
+
+
+def test_a_failed_optuna_trial_does_not_stop_the_search(tmp_path):
+    """A trial whose config is invalid (top_k > hidden_dim) is ranked last, not fatal."""
+    extra = tmp_path / "extra" / "hparams_search"
+    extra.mkdir(parents=True)
+    (extra / "fails.yaml").write_text(
+        "# @package _global_\n"
+        "defaults:\n  - override /hydra/sweeper: optuna\n"
+        "hydra:\n  mode: MULTIRUN\n  sweeper:\n    direction: minimize\n    n_trials: 4\n"
+        "    sampler:\n      seed: 0\n    params:\n      sparsity.top_k: choice(4, 5000)\n")
+    sweep = tmp_path / "sweep"
+    tiny = [a for a in TINY if not a.startswith("sparsity.top_k=")]  # searched, not fixed
+    res = run_cli("sae_exp.run", ["--config-dir", str(tmp_path / "extra"), "hparams_search=fails",
+                                  *tiny, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "sparsity.top_k=5000 is invalid" in res.stderr
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_params"]["sparsity.top_k"] == 4 and best["best_value"] < 1.0
