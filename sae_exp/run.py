@@ -402,10 +402,15 @@ def _taken_output_dir(argv: list[str]) -> str | None:
     values = dict(a.split("=", 1) for a in argv if a.startswith(("hydra.run.dir=",
                                                                   "hydra.sweep.dir=")))
     run_dir, sweep_dir = values.get("hydra.run.dir"), values.get("hydra.sweep.dir")
-    if sweep_dir and {"-m", "--multirun"} & set(argv) and (
-            Path(sweep_dir) / "multirun.yaml").exists():
+    # an hparams_search config switches to multirun itself
+    multirun = bool({"-m", "--multirun"} & set(argv)) or any(
+        a.startswith("hparams_search=") for a in argv)
+    if sweep_dir and multirun and (
+            (Path(sweep_dir) / "multirun.yaml").exists()
+            or (Path(sweep_dir) / "optimization_results.yaml").exists()
+            or any(Path(sweep_dir).glob("*/.hydra/config.yaml"))):
         return f"{sweep_dir} already holds a sweep; choose a new hydra.sweep.dir"
-    if not run_dir or {"-m", "--multirun"} & set(argv):
+    if not run_dir or multirun:
         return None
     if (Path(run_dir) / files.REPORT_JSON).exists():
         return f"{run_dir} already holds a finished run; choose a new hydra.run.dir"

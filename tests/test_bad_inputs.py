@@ -249,6 +249,8 @@ def _cases(work: Path) -> list[tuple[str, str, str, list[str]]]:
         run("resume_without_checkpoint", [f"resume={good}"]),
         run("into_crashed_run", RUN, f"hydra.run.dir={work / 'crashed'}", out=False),
         run("into_finished_sweep", RUN, f"hydra.sweep.dir={work / 'sweep'}", "-m", out=False),
+        run("search_into_finished_sweep", RUN, "hparams_search=topk_optuna",
+            f"hydra.sweep.dir={work / 'sweep'}", out=False),
         # 5. damaged run dirs
         ("inspect_not_a_text_run", "sae_exp.inspect", "main", [str(good), "--input",
                                                                str(inp["texts"])]),
@@ -338,6 +340,7 @@ EXPECT: dict[str, tuple[int, list[str]]] = {
     "resume_without_checkpoint": (2, ["no checkpoint.pt there; nothing to resume"]),
     "into_crashed_run": (2, ["holds another run's metrics.jsonl", "resume="]),
     "into_finished_sweep": (2, ["already holds a sweep", "hydra.sweep.dir"]),
+    "search_into_finished_sweep": (2, ["already holds a sweep", "hydra.sweep.dir"]),
     "inspect_not_a_text_run": (2, ["data=synthetic", "data=logic_minilm or data=hf_model"]),
     "inspect_truncated_weights": (2, ["sae.safetensors is not a valid safetensors file"]),
     "rerun_truncated_weights": (2, ["sae.safetensors is not a valid safetensors file"]),
