@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from sae_exp import bench
 from sae_exp.stream import RowStream
 
 
@@ -100,22 +101,7 @@ def test_reads_a_memmap(tmp_path: Path, how, dtype):
     assert np.array_equal(np.concatenate([b.numpy() for b in mapped.epoch(0)]).shape, (86, 12))
 
 
-def _status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
+_status_kib, _reset_peak = bench._proc_status_kib, bench._reset_peak_rss  # one copy
 
 
 @pytest.mark.skipif(_status_kib("RssFile") is None or not _reset_peak(),
