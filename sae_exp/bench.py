@@ -133,7 +133,7 @@ def make_adam(params, lr: float = 5e-4, kind: str = "auto"):
 
 
 def _our_step(sae, opt, x: torch.Tensor, autocast_ctx) -> float:
-    """The trainer's step (sae_exp.train.Trainer._train_step) without AuxK and metrics."""
+    """The trainer's step (sae_exp.train.trainer.Trainer._train_step) without AuxK and metrics."""
     with autocast_ctx:
         out = sae(x)
         mse = (out.x_hat - x).pow(2).mean()
@@ -150,8 +150,8 @@ def _our_step(sae, opt, x: torch.Tensor, autocast_ctx) -> float:
 
 def _build(impl: str, case: dict, x: torch.Tensor):
     """(step function taking no arguments, adam name) for one implementation."""
-    from sae_exp.notebook_port import NotebookSAE, make_optimizer, train_step
-    from sae_exp.sae import SAE
+    from sae_exp.model.notebook_port import NotebookSAE, make_optimizer, train_step
+    from sae_exp.model.sae import SAE
 
     torch.manual_seed(case.get("seed", 0))
     device, ac = x.device, case.get("autocast", "none")
@@ -399,7 +399,7 @@ def write_activation_file(path: Path, n_rows: int, d_in: int, seed: int = 0,
 
 
 def _open_stream(task: dict, **kw):
-    from sae_exp.stream import RowStream
+    from sae_exp.data.stream import RowStream
 
     acts = np.memmap(task["path"], dtype=np.float32, mode="r",
                      shape=(task["n_rows"], task["d_in"]))
@@ -421,7 +421,7 @@ def _stream_read(task: dict) -> dict:
 
 def _stream_train(task: dict) -> dict:
     """Train a sparse SAE through the memory-mapped file; peak RSS of the whole process."""
-    from sae_exp.sae import SAE
+    from sae_exp.model.sae import SAE
 
     device = torch.device(task.get("device", "cpu"))
     torch.manual_seed(0)

@@ -13,8 +13,8 @@ its reason; it does not stop the comparison. With W&B on in the jobs' config (or
 the table and figures are logged to a run with job_type "compare" in the sweep's W&B group;
 a W&B failure is a warning.
 
-`objective()` is also the value the Hydra entry point returns to a sweeper (Optuna):
-FVU, plus `objective.l0_penalty` times the relative excess of L0 over `objective.l0_max`.
+The objective column is `sae_exp.train.metrics.objective()`, the value the Hydra entry point
+returns to a sweeper (Optuna): FVU, plus `objective.l0_penalty` times the relative excess of L0 over `objective.l0_max`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sae_exp import files
+from sae_exp.train.metrics import objective
 
 log = logging.getLogger("sae_exp.compare")
 
@@ -39,17 +40,6 @@ MD_NAME = "comparison.md"
 FRONTIER_FIG = "l0_fvu_frontier.png"
 ERROR_JSON = "error.json"
 MULTIRUN_YAML = "multirun.yaml"
-
-
-def objective(metrics: dict, l0_max: float | None = None, l0_penalty: float = 1.0) -> float:
-    """What a sweeper minimises: fvu + l0_penalty * max(0, l0 - l0_max) / l0_max.
-
-    With `l0_max` None this is FVU alone. The penalty is relative (L0 twice the limit costs
-    `l0_penalty` FVU), so runs inside the limit compete on FVU only."""
-    fvu = float(metrics["fvu"])
-    if l0_max is None:
-        return fvu
-    return fvu + l0_penalty * max(0.0, float(metrics["l0"]) - l0_max) / l0_max
 
 
 @dataclass

@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sae_exp.errors import DataError
-from sae_exp.sae import SAE
+from sae_exp.model.sae import SAE
 
 SAE_WEIGHTS = "sae.safetensors"
 SAE_CFG = "cfg.json"

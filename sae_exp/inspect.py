@@ -31,10 +31,10 @@ import torch
 from omegaconf import OmegaConf
 
 from sae_exp import files
-from sae_exp.data_types import Sentences
+from sae_exp.data.normalize import Normalizer
+from sae_exp.data.types import Sentences
 from sae_exp.errors import DataError, UserError
-from sae_exp.normalize import Normalizer
-from sae_exp.train import encode_rows
+from sae_exp.train.trainer import encode_rows
 
 log = logging.getLogger("sae_exp.inspect")
 TEXT_SOURCES = ("logic_minilm", "hf_model")
@@ -143,7 +143,7 @@ class RunModel:
 
     def activations(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Rows of the run's model/layer/pooling for `texts`: (acts [N, d_in], sentence_index)."""
-        from sae_exp.extract import extract, minilm_path
+        from sae_exp.data.extract import extract, minilm_path
 
         d = self.data_cfg
         if d.get("source") not in TEXT_SOURCES:
@@ -202,7 +202,7 @@ class RunModel:
             return None
         from scipy.special import softmax
 
-        from sae_exp.probe import pool_sentences
+        from sae_exp.analysis.probes import pool_sentences
 
         pooled = pool_sentences(idx, val, sentence_index, n_sentences, self.sae.d_sae)
         X = pooled[:, self.probe["latents"]].toarray()

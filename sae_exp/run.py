@@ -29,17 +29,19 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sae_exp import compare, distributed, files, overlap, report
-from sae_exp.activations import load_activations
+from sae_exp import files, report
+from sae_exp.analysis import association, overlap
 from sae_exp.config import DATA_SCHEMAS, Config, register_configs, validate
+from sae_exp.data.normalize import NormalizedRows, fit_normalizer
+from sae_exp.data.sources import load_activations
+from sae_exp.data.stream import RowStream
 from sae_exp.errors import ConfigError, DataError, TrainingError, UserError
-from sae_exp.metrics import quality_metrics
-from sae_exp.normalize import NormalizedRows, fit_normalizer
+from sae_exp.model.sae import SAE
 from sae_exp.provenance import run_info
-from sae_exp.sae import SAE
-from sae_exp.stream import RowStream
-from sae_exp.tracking import Tracker, scrub
-from sae_exp.train import Interrupted, Trainer, encode_rows
+from sae_exp.train import distributed
+from sae_exp.train.metrics import objective, quality_metrics
+from sae_exp.train.tracking import Tracker, scrub
+from sae_exp.train.trainer import Interrupted, Trainer, encode_rows
 
 log = logging.getLogger("sae_exp")
 INTERNAL_ERROR_EXIT = 70
@@ -76,7 +78,7 @@ def _check_data(data, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
             "report needs at least two; add sentences of another label."
         )
     # analysis.baseline names a label of the data: checked here, before training
-    overlap.label_design(np.asarray(data.sentences.labels), cfg.analysis.baseline)
+    association.label_design(np.asarray(data.sentences.labels), cfg.analysis.baseline)
     train_rows = np.flatnonzero(data.row_mask("train"))
     test_rows = np.flatnonzero(data.row_mask("test"))
     if len(train_rows) == 0 or len(test_rows) == 0:
@@ -371,7 +373,7 @@ def main(cfg: DictConfig) -> float | None:
         if not rep:  # a DDP rank other than 0
             return None
         ob = typed.objective  # FVU, or FVU + a penalty on L0 above objective.l0_max
-        return compare.objective(rep["metrics"], ob.l0_max, ob.l0_penalty)
+        return objective(rep["metrics"], ob.l0_max, ob.l0_penalty)
     except UserError as e:
         if _full_error():
             traceback.print_exc()  # where the error came from, for a bug report

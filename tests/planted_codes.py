@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sae_exp.data_types import ActivationSet, Sentences
+from sae_exp.data.types import ActivationSet, Sentences
 
 
 @dataclass

@@ -25,7 +25,8 @@ import pytest
 import torch
 from conftest import TINY, run_cli
 
-from sae_exp import cache, files
+from sae_exp import files
+from sae_exp.data import cache
 
 TESTS = Path(__file__).resolve().parent
 
@@ -139,8 +140,8 @@ def make_corrupt_cache_entry(work: Path) -> None:
     a full disk or a killed copy): the CLI run must notice (checksums) and rebuild it."""
     from test_extract import WORDS, make_tiny_bert
 
-    from sae_exp.activations import load_activations
     from sae_exp.config import ModelDataConfig
+    from sae_exp.data.sources import load_activations
 
     bert = make_tiny_bert(work / "bert")
     rng = np.random.default_rng(1)

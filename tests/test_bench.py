@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from sae_exp import bench
-from sae_exp.notebook_port import NotebookSAE
+from sae_exp.model.notebook_port import NotebookSAE
 
 ROW_FIELDS = {"d_in", "d_sae", "k", "batch", "speedup_vs_notebook", "ratio_to_floor",
               "speedup_vs_dense", "process_peak_mb", "notes"}

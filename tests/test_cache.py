@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from sae_exp import cache
-from sae_exp.activations import load_activations
 from sae_exp.config import ModelDataConfig
+from sae_exp.data import cache
+from sae_exp.data.sources import load_activations
 from sae_exp.errors import DataError
 
 ROWS = np.arange(12, dtype=np.float32).reshape(6, 2)
@@ -28,7 +28,7 @@ def _builder(calls: list | None = None):
 
 def test_miss_then_hit_and_entries_are_memory_mapped(tmp_path, caplog):
     calls: list = []
-    with caplog.at_level(logging.INFO, logger="sae_exp.cache"):
+    with caplog.at_level(logging.INFO, logger="sae_exp.data.cache"):
         first = cache.get_or_build(tmp_path, "k1", _builder(calls))
         second = cache.get_or_build(tmp_path, "k1", _builder(calls))
     assert len(calls) == 1
@@ -55,7 +55,7 @@ def test_corrupt_entry_is_rebuilt_with_a_warning(tmp_path, caplog, damage):
         (entry / cache.META).write_text("{not json")
     else:
         (entry / cache.TOKENS).unlink()
-    with caplog.at_level(logging.WARNING, logger="sae_exp.cache"):
+    with caplog.at_level(logging.WARNING, logger="sae_exp.data.cache"):
         again = cache.get_or_build(tmp_path, "k", _builder(calls))
     assert len(calls) == 2
     assert "corrupt" in caplog.text
@@ -126,7 +126,7 @@ def test_load_activations_caches_and_invalidates(tmp_path, bert, caplog):
 
     def load(c, seed=0):
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="sae_exp.cache"):
+        with caplog.at_level(logging.INFO, logger="sae_exp.data.cache"):
             data = load_activations(c, seed=seed)
         return data, ("cache hit" in caplog.text), ("cache miss" in caplog.text)
 

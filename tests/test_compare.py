@@ -14,7 +14,7 @@ from conftest import run_cli
 from tiny_sweep import TOP_K, tiny_sweep
 
 from sae_exp import compare
-from sae_exp.compare import objective
+from sae_exp.train.metrics import objective
 
 PAIRS = ("conditional|control", "conditional|quantifier")
 

@@ -18,7 +18,7 @@ from sae_exp.corpora.make_logic_corpus import (
     QUANT_RE,
     generate,
 )
-from sae_exp.corpus import load_corpus
+from sae_exp.data.corpus import load_corpus
 from sae_exp.errors import DataError
 
 REQUIRED_SUBSETS = {

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file
 from tiny_sweep import ARGS, tiny_sweep
 
-from sae_exp import distributed
 from sae_exp.errors import ConfigError
+from sae_exp.train import distributed
 
 
 def test_two_processes_match_one(tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sae_exp.data_types import Sentences
+from sae_exp.data.extract import extract
+from sae_exp.data.types import Sentences
 from sae_exp.errors import DataError
-from sae_exp.extract import extract
 
 WORDS = ("the a cat dog sat on mat if every some ran fast slow red blue and or not "
          "unless most none big small house tree").split()

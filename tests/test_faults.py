@@ -24,11 +24,11 @@ from hydra import compose, initialize_config_dir
 
 from sae_exp import files
 from sae_exp.config import OptimizerConfig, SparsityConfig, SyntheticDataConfig, TrainerConfig
+from sae_exp.data.stream import RowStream
+from sae_exp.data.synthetic import make_synthetic
 from sae_exp.errors import DataError, TrainingError
-from sae_exp.sae import SAE
-from sae_exp.stream import RowStream
-from sae_exp.synthetic import make_synthetic
-from sae_exp.train import Trainer
+from sae_exp.model.sae import SAE
+from sae_exp.train.trainer import Trainer
 
 LONG = [*TINY, "trainer.epochs=1000", "trainer.batch_size=16", "trainer.log_every=1",
         "trainer.num_threads=1"]

@@ -8,8 +8,8 @@ import logging
 import numpy as np
 import pytest
 
-from sae_exp.activations import load_activations
 from sae_exp.config import FileDataConfig, SyntheticDataConfig
+from sae_exp.data.sources import load_activations
 from sae_exp.errors import DataError
 
 RNG = np.random.default_rng(0)

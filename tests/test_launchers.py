@@ -13,8 +13,8 @@ import yaml
 from conftest import REPO, TINY, run_cli
 from hydra import compose, initialize_config_dir
 
-from sae_exp.compare import objective
 from sae_exp.config import register_configs
+from sae_exp.train.metrics import objective
 
 LAUNCHERS = {
     "joblib": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from planted_codes import make_planted
 
-from sae_exp import overlap
+from sae_exp.analysis import association, firing, overlap
 from sae_exp.config import AnalysisConfig
-from sae_exp.data_types import ActivationSet, Sentences
+from sae_exp.data.types import ActivationSet, Sentences
 from sae_exp.errors import ConfigError
 
 FAST = dict(bootstrap=200, permutations=100)
@@ -44,7 +44,7 @@ def test_thresholds_match_numpy_percentile_of_nonzero_values():
     idx = rng.integers(0, 30, size=(400, 5))
     acts = rng.exponential(size=(400, 5)).astype(np.float32)
     acts[rng.random(acts.shape) < 0.3] = 0.0  # inactive (relu_l1-style padding)
-    thr = overlap.firing_thresholds(idx, acts, 32, 0.25, 80.0)
+    thr = firing.firing_thresholds(idx, acts, 32, 0.25, 80.0)
     for j in range(32):
         vals = acts[(idx == j) & (acts > 0)]
         expect = 0.25 * np.percentile(vals, 80.0) if len(vals) else 0.0
@@ -145,11 +145,11 @@ def test_near_duplicate_decoder_directions_are_flagged(pitfall):
 def test_benjamini_hochberg_matches_a_hand_computed_example():
     # sorted p: .01 .02 .021 .5 -> p m / rank: .04 .04 .028 .5 -> running min from the top:
     # .028 .028 .028 .5
-    q = overlap.bh_qvalues(np.array([0.5, 0.021, 0.01, 0.02]))
+    q = association.bh_qvalues(np.array([0.5, 0.021, 0.01, 0.02]))
     np.testing.assert_allclose(q, [0.5, 0.028, 0.028, 0.028])
-    q2 = overlap.bh_qvalues(np.array([0.01, 0.04, 0.03, 0.005, 0.5]))
+    q2 = association.bh_qvalues(np.array([0.01, 0.04, 0.03, 0.005, 0.5]))
     np.testing.assert_allclose(q2, [0.025, 0.05, 0.05, 0.025, 0.5])
-    batched = overlap.bh_qvalues(np.array([[0.5, 0.021, 0.01, 0.02], [0.9, 0.9, 0.9, 0.9]]))
+    batched = association.bh_qvalues(np.array([[0.5, 0.021, 0.01, 0.02], [0.9, 0.9, 0.9, 0.9]]))
     np.testing.assert_allclose(batched[1], 0.9)
 
 
@@ -157,7 +157,7 @@ def test_fisher_greater_equals_scipy_fisher_exact():
     for a, n, b, nb in [(5, 20, 1, 30), (0, 10, 3, 10), (12, 12, 0, 40), (3, 50, 9, 150)]:
         table = [[a, n - a], [b, nb - b]]
         expect = scipy.stats.fisher_exact(table, alternative="greater").pvalue
-        assert overlap.fisher_greater(a, a + b, n, n + nb) == pytest.approx(expect, rel=1e-9)
+        assert association.fisher_greater(a, a + b, n, n + nb) == pytest.approx(expect, rel=1e-9)
 
 
 def test_tail_lower_bound_bounds_the_exact_tail():
@@ -165,8 +165,8 @@ def test_tail_lower_bound_bounds_the_exact_tail():
     n, nb = 300, 600
     a = rng.integers(1, n, 2000)
     b = rng.integers(0, nb, 2000)
-    exact = overlap.fisher_greater(a, a + b, n, n + nb)
-    lb = overlap.tail_lower_bound(a, a + b, n, n + nb)
+    exact = association.fisher_greater(a, a + b, n, n + nb)
+    lb = association.tail_lower_bound(a, a + b, n, n + nb)
     assert np.all(lb <= exact * (1 + 1e-9) + 1e-300)
     far = exact < 1e-3  # deep in the tail the 16 terms hold nearly all the mass
     np.testing.assert_allclose(lb[far], exact[far], rtol=1e-3)
@@ -175,20 +175,20 @@ def test_tail_lower_bound_bounds_the_exact_tail():
 def test_screened_batch_association_equals_the_exact_one(pitfall):
     """The bootstrap's fast path must make exactly the decisions of the exact analysis."""
     data = pitfall.data
-    design = overlap.label_design(np.asarray(data.sentences.labels), "auto")
-    thr = overlap.firing_thresholds(pitfall.top_indices, pitfall.top_acts, 200, 0.0, 90.0)
-    peaks = overlap.sentence_peaks(pitfall.top_indices, pitfall.top_acts, data.sentence_index, 200)
-    F = overlap.firing_matrix(peaks, thr, len(data.sentences), 200)
+    design = association.label_design(np.asarray(data.sentences.labels), "auto")
+    thr = firing.firing_thresholds(pitfall.top_indices, pitfall.top_acts, 200, 0.0, 90.0)
+    peaks = firing.sentence_peaks(pitfall.top_indices, pitfall.top_acts, data.sentence_index, 200)
+    F = firing.firing_matrix(peaks, thr, len(data.sentences), 200)
     n = np.bincount(design.label_of).astype(float)
-    counts = overlap.label_counts(F, design.label_of, 3)
+    counts = association.label_counts(F, design.label_of, 3)
     rng = np.random.default_rng(0)
     noisy = np.clip(counts + rng.integers(-15, 16, counts.shape), 0, 300)
     for alpha in (0.01, 0.2):
         cfg = AnalysisConfig(alpha=alpha, min_log2_ratio=0.3)
         batch = np.stack([counts, noisy])
-        fast = overlap.associate_batch(batch, n, design, alpha, 0.3)
+        fast = association.associate_batch(batch, n, design, alpha, 0.3)
         for i in range(2):
-            exact = overlap.associate(batch[i], n, design, cfg)["associated"]
+            exact = association.associate(batch[i], n, design, cfg)["associated"]
             np.testing.assert_array_equal(fast[i], exact)
 
 
@@ -196,13 +196,13 @@ def test_screened_batch_association_equals_the_exact_one(pitfall):
 
 
 def test_baseline_control_when_present_else_all_others():
-    d = overlap.label_design(np.array(["q", "control", "c", "c"]), "auto")
+    d = association.label_design(np.array(["q", "control", "c", "c"]), "auto")
     assert d.labels == ["c", "control", "q"]
     assert d.baseline_names(0) == ["control"] and d.baseline_names(2) == ["control"]
     assert d.baseline_names(1) == ["c", "q"]
-    d2 = overlap.label_design(np.array(["x", "y", "z"]), "auto")
+    d2 = association.label_design(np.array(["x", "y", "z"]), "auto")
     assert d2.baseline_names(1) == ["x", "z"]
-    d3 = overlap.label_design(np.array(["x", "y", "z"]), "z")
+    d3 = association.label_design(np.array(["x", "y", "z"]), "z")
     assert d3.baseline_names(0) == ["z"] and d3.baseline_names(2) == ["x", "y"]
 
 
@@ -233,7 +233,7 @@ def test_top_examples_name_the_peak_token():
                          tokens=np.array(["if", "it", "rains", "all", "dogs"], dtype=object))
     idx = np.array([[1, 2], [1, 0], [2, 0], [1, 0], [2, 0]])
     acts = np.array([[0.5, 0.1], [0.9, 0.0], [0.3, 0.0], [0.2, 0.0], [0.7, 0.0]], np.float32)
-    peaks = overlap.sentence_peaks(idx, acts, data.sentence_index, 3)
+    peaks = firing.sentence_peaks(idx, acts, data.sentence_index, 3)
     ex = overlap.top_examples(peaks, data, 3, 5)
     assert [(e["text"], e["token"], e["token_position"], e["activation"]) for e in ex[1]] == [
         ("if it rains", "it", 1, pytest.approx(0.9)), ("all dogs", "all", 0, pytest.approx(0.2))]

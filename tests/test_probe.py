@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from planted_codes import make_planted
 
-from sae_exp import probe
+from sae_exp.analysis import probes as probe
 
 
 def _probe_inputs(planted, specific=None):

@@ -21,11 +21,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sae_exp import overlap
+from sae_exp.analysis import association, overlap
 from sae_exp.config import AnalysisConfig
-from sae_exp.data_types import ActivationSet, Sentences
-from sae_exp.sae import SAE
-from sae_exp.train import encode_rows
+from sae_exp.data.types import ActivationSet, Sentences
+from sae_exp.model.sae import SAE
+from sae_exp.train.trainer import encode_rows
 
 KINDS = ["topk", "batchtopk", "relu_l1"]
 
@@ -191,7 +191,7 @@ def test_analysis_does_not_depend_on_row_order(codes):
                   min_size=1, max_size=50))
 def test_bh_qvalues_match_scipy(p):
     p = np.array(p)
-    q = overlap.bh_qvalues(p)
+    q = association.bh_qvalues(p)
     np.testing.assert_allclose(q, scipy.stats.false_discovery_control(p, method="bh"),
                                rtol=1e-12, atol=1e-15)
     assert (q >= p - 1e-15).all() and (q <= 1).all()
@@ -205,7 +205,7 @@ def test_fisher_greater_is_the_hypergeometric_upper_tail(M, data):
     K = data.draw(st.integers(0, M))
     n = data.draw(st.integers(0, M))
     a = data.draw(st.integers(max(0, n + K - M), min(n, K)))
-    got = float(overlap.fisher_greater(a, K, n, M))
+    got = float(association.fisher_greater(a, K, n, M))
     want = float(scipy.stats.hypergeom.sf(a - 1, M, K, n))
     assert 0.0 <= got <= 1.0 + 1e-12
     assert abs(got - want) <= 1e-9 * max(want, 1e-300) + 1e-300

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from planted_codes import make_planted
 
-from sae_exp import files, overlap, report
+from sae_exp import files, report
+from sae_exp.analysis import overlap
 from sae_exp.config import AnalysisConfig
 
 # Column headers that name a row or group, not a number.

@@ -19,10 +19,10 @@ from conftest import TINY, run_cli
 from safetensors.torch import load_file
 
 from sae_exp.config import OptimizerConfig, SparsityConfig, SyntheticDataConfig, TrainerConfig
-from sae_exp.sae import SAE
-from sae_exp.stream import RowStream
-from sae_exp.synthetic import make_synthetic
-from sae_exp.train import Interrupted, Trainer
+from sae_exp.data.stream import RowStream
+from sae_exp.data.synthetic import make_synthetic
+from sae_exp.model.sae import SAE
+from sae_exp.train.trainer import Interrupted, Trainer
 
 
 def _trainer(data, kind: str, seed: int) -> tuple[Trainer, RowStream]:

@@ -98,7 +98,7 @@ def test_report_recovers_planted_overlap(tmp_path):
     import numpy as np
 
     from sae_exp.config import SyntheticDataConfig
-    from sae_exp.synthetic import make_synthetic
+    from sae_exp.data.synthetic import make_synthetic
 
     out = tmp_path / "run"
     res = run_cli("sae_exp.run", [

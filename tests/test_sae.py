@@ -7,9 +7,9 @@ import torch
 
 from sae_exp import files
 from sae_exp.config import OptimizerConfig, SparsityConfig, TrainerConfig
-from sae_exp.sae import SAE
-from sae_exp.stream import RowStream
-from sae_exp.train import Trainer, lr_factor
+from sae_exp.data.stream import RowStream
+from sae_exp.model.sae import SAE
+from sae_exp.train.trainer import Trainer, lr_factor
 
 
 def test_shapes_follow_saelens_names():

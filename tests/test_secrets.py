@@ -21,7 +21,7 @@ import pytest
 from conftest import TINY
 
 from sae_exp import files
-from sae_exp.tracking import scrub
+from sae_exp.train.tracking import scrub
 
 SECRETS = {
     "WANDB_API_KEY": "wk-1f0c3e9a7b6d4c2e8a5f1b3d7e9c0a2b4d6f8e1a",  # 40 chars, like a real key
@@ -109,7 +109,7 @@ def test_scrub_hides_secret_keys_and_secret_values(monkeypatch):
 
 
 def test_scrub_hides_secret_text_but_keeps_numeric_settings(monkeypatch):
-    from sae_exp.tracking import scrub
+    from sae_exp.train.tracking import scrub
 
     monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-1234567890")
     cfg = {"data": {"tokens_per_sentence": 8, "features_per_token": 4, "hf_token": "abc"},

@@ -7,8 +7,8 @@ import copy
 import pytest
 import torch
 
-from sae_exp import sparse_ops
-from sae_exp.sae import SAE
+from sae_exp.model import sparse_ops
+from sae_exp.model.sae import SAE
 
 
 def _rand_idx(n_rows: int, d_sae: int, k: int, gen: torch.Generator) -> torch.Tensor:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sae_exp import bench
-from sae_exp.stream import RowStream
+from sae_exp.data.stream import RowStream
 
 
 def _acts(n: int = 103, d: int = 5) -> np.ndarray:

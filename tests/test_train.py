@@ -6,10 +6,10 @@ import numpy as np
 import torch
 
 from sae_exp.config import OptimizerConfig, SparsityConfig, SyntheticDataConfig, TrainerConfig
-from sae_exp.sae import SAE
-from sae_exp.stream import RowStream
-from sae_exp.synthetic import make_synthetic
-from sae_exp.train import Trainer
+from sae_exp.data.stream import RowStream
+from sae_exp.data.synthetic import make_synthetic
+from sae_exp.model.sae import SAE
+from sae_exp.train.trainer import Trainer
 
 
 def _train(data, seed=0, epochs=60, k=4, d_sae=128, lr=2e-3, batch=256, aux_coeff=1 / 32):

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sae_exp import cache
 from sae_exp.corpora import shipped_corpus_path
-from sae_exp.corpus import SPLITS, load_corpus, stratified_split
-from sae_exp.data_types import ActivationSet, Sentences
+from sae_exp.data import cache
+from sae_exp.data.corpus import SPLITS, load_corpus, stratified_split
+from sae_exp.data.types import ActivationSet, Sentences
 from sae_exp.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def load_activations(data_cfg, seed: int, device: str = "cpu") -> ActivationSet:
     elif source == "file":
         aset = _from_file(data_cfg, seed)
     elif source == "synthetic":
-        from sae_exp.synthetic import make_synthetic
+        from sae_exp.data.synthetic import make_synthetic
 
         aset = make_synthetic(data_cfg)
     else:
@@ -63,7 +63,7 @@ def load_activations(data_cfg, seed: int, device: str = "cpu") -> ActivationSet:
 def _from_model(cfg, seed: int, device: str) -> ActivationSet:
     import transformers
 
-    from sae_exp.extract import EXTRACT_VERSION, extract, minilm_path
+    from sae_exp.data.extract import EXTRACT_VERSION, extract, minilm_path
 
     model_path = cfg.model_path
     if not model_path:

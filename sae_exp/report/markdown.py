@@ -1,33 +1,24 @@
-"""The files a researcher reads: report.json, report.md, features.jsonl and figures/*.png.
+"""report.md, written for a reader who did not run the experiment.
 
-report.md is written for a reader who did not run the experiment: every number it shows is
-named by a term that its Definitions section explains (tests check this), the naive overlap
-is shown only beside an explanation of why it misleads, and an interrupted run says so at the
-top. Every file is written atomically (temp file in the same directory, then os.replace), and
-figures use matplotlib's Agg canvas directly, so no global pyplot state is touched.
+Every number it shows is named by a term that its Definitions section explains (tests check
+this), the naive overlap is shown only beside an explanation of why it misleads, and an
+interrupted run says so at the top.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
 from sae_exp import files
+from sae_exp.report.numbers import fmt, num
 
 log = logging.getLogger(__name__)
 
 TOP_LATENTS = 10  # associated latents listed per label in report.md
 EXAMPLES_SHOWN = 3  # example sentences per listed latent
 IDS_SHOWN = 40  # shared latent ids listed per pair
-CURVE_KEYS = ("loss", "mse", "fvu", "l0", "l1", "aux", "dead_fraction", "lr")
 
 METRIC_DEFINITIONS: dict[str, str] = {
     "fvu": ("fraction of variance unexplained on held-out rows: sum ||x - x_hat||^2 / "
@@ -66,207 +57,9 @@ RUN_DEFINITIONS: dict[str, str] = {
 # ----------------------------------------------------------------------------- writing
 
 
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON values: numpy -> Python, NaN/Inf -> null (JSON has no NaN), sets sorted."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (set, frozenset)):
-        return [_jsonable(v) for v in sorted(obj)]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def _atomic_bytes(path: Path, write: Callable[[str], None]) -> None:
-    files.atomic_write(path, write)  # temp file + rename, with the permissions of a plain open()
-
-
-def write_report(run_dir: Path, report: dict, history: list[dict]) -> None:
-    """Write figures/, report.json, features.jsonl and report.md into `run_dir`.
-
-    Figures come first: one that cannot be drawn is logged and listed in the report's
-    warnings instead of costing the run its report."""
-    run_dir = Path(run_dir)
-    rep = _jsonable(report)
-    rep.setdefault("warnings", [])
-    for name, error in _write_figures(run_dir / files.FIGURES, rep, history or []):
-        rep["warnings"].append(f"figure {name} could not be drawn: {error}")
-    # per-latent records live in features.jsonl (one line each); report.json stays small
-    slim = {k: v for k, v in rep.items() if k != "latents"}
-    slim["features_file"] = files.FEATURES
-    text = json.dumps(slim, indent=1, allow_nan=False) + "\n"
-    files.atomic_write_text(run_dir / files.REPORT_JSON, text)
-    lines = [json.dumps(rec, allow_nan=False) for rec in rep.get("latents", [])]
-    files.atomic_write_text(run_dir / files.FEATURES, "\n".join(lines) + ("\n" if lines else ""))
-    files.atomic_write_text(run_dir / files.REPORT_MD, render_markdown(rep, figure_paths(run_dir)))
-
-
-def figure_paths(run_dir: Path) -> list[Path]:
-    """The report's figures (PNG) in `run_dir`/figures, sorted by name, for W&B logging."""
-    return sorted((Path(run_dir) / files.FIGURES).glob("*.png"))
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-def _save(fig: Figure, path: Path) -> None:
-    FigureCanvasAgg(fig)
-    fig.tight_layout()
-    _atomic_bytes(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-
-
-def _write_figures(fig_dir: Path, rep: dict, history: list[dict]) -> list[tuple[str, str]]:
-    failures = []
-    for name, draw in [
-        ("training_curves.png", lambda: _training_curves(history)),
-        ("latent_density.png", lambda: _density_histogram(rep)),
-        ("jaccard_heatmap.png", lambda: _jaccard_heatmap(rep)),
-        ("firing_rates.png", lambda: _firing_rate_scatter(rep)),
-    ]:
-        try:
-            fig = draw()
-            if fig is not None:
-                _save(fig, fig_dir / name)
-        except Exception as e:  # a figure must never cost the run its report
-            log.warning("figure %s failed: %s: %s", name, type(e).__name__, e)
-            failures.append((name, f"{type(e).__name__}: {e}"))
-    return failures
-
-
-def _training_curves(history: list[dict]) -> Figure | None:
-    keys = [k for k in CURVE_KEYS if any(_finite(h.get(k)) for h in history)]
-    if not keys:
-        return None
-    cols = min(3, len(keys))
-    rows = math.ceil(len(keys) / cols)
-    fig = Figure(figsize=(4 * cols, 2.8 * rows))
-    for i, key in enumerate(keys):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        pts = [(h.get("step", n), h[key]) for n, h in enumerate(history) if _finite(h.get(key))]
-        x, y = zip(*pts, strict=True)
-        ax.plot(x, y, lw=1.2)
-        if key in ("loss", "mse", "l1", "aux") and min(y) > 0:
-            ax.set_yscale("log")
-        ax.set_title(key)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    return fig
-
-
-def _density_histogram(rep: dict) -> Figure | None:
-    dens = [d["density"] for d in rep.get("latents", []) if d.get("density") is not None]
-    if not dens:
-        dens = (rep.get("metrics") or {}).get("density") or []
-    if not dens:
-        return None
-    d = np.asarray(dens, dtype=float)
-    live = d[d > 0]
-    fig = Figure(figsize=(6, 3.5))
-    ax = fig.add_subplot(1, 1, 1)
-    if len(live):
-        ax.hist(np.log10(live), bins=50, color="tab:blue")
-    ax.set_xlabel("log10 density (share of rows where the latent is active)")
-    ax.set_ylabel("latents")
-    ax.set_title(f"latent density: {len(live)} live, {int((d == 0).sum())} never active")
-    return fig
-
-
-def _jaccard_heatmap(rep: dict) -> Figure | None:
-    labels = list(rep.get("categories", {}))
-    pairs = rep.get("pairs", {})
-    if len(labels) < 2:
-        return None
-    L = len(labels)
-    mat = np.eye(L)
-    fig = Figure(figsize=(1.9 * L + 2, 1.6 * L + 1.5))
-    ax = fig.add_subplot(1, 1, 1)
-    texts = {}
-    for key, pr in pairs.items():
-        a, b = key.split("|", 1)
-        if a not in labels or b not in labels:
-            continue
-        i, j = labels.index(a), labels.index(b)
-        mat[i, j] = mat[j, i] = pr.get("jaccard") or 0.0
-        ci = pr.get("jaccard_ci")
-        txt = f"{_fmt(pr.get('jaccard'))}\n[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else _fmt(
-            pr.get("jaccard"))
-        texts[(i, j)] = texts[(j, i)] = txt
-    for i, lab in enumerate(labels):
-        texts[(i, i)] = f"{rep['categories'][lab].get('n_features', '')} latents"
-    im = ax.imshow(mat, vmin=0, vmax=1, cmap="viridis")
-    for (i, j), txt in texts.items():
-        ax.text(j, i, txt, ha="center", va="center", fontsize=8,
-                color="white" if mat[i, j] < 0.6 else "black")
-    ax.set_xticks(range(L), labels, rotation=30, ha="right")
-    ax.set_yticks(range(L), labels)
-    ax.set_title("Jaccard of associated latents [bootstrap CI]")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    return fig
-
-
-def _firing_rate_scatter(rep: dict) -> Figure | None:
-    labels = list(rep.get("categories", {}))
-    lats = rep.get("latents", [])
-    if not labels or not lats:
-        return None
-    fig = Figure(figsize=(4 * len(labels), 4))
-    for i, lab in enumerate(labels):
-        ax = fig.add_subplot(1, len(labels), i + 1)
-        n = max(rep["categories"][lab].get("n_sentences", 1), 1)
-        floor = 0.5 / n
-        x = np.array([_num(d["baseline_rate"].get(lab)) for d in lats])
-        y = np.array([_num(d["rate"].get(lab)) for d in lats])
-        assoc = np.array([lab in d.get("associated", []) for d in lats])
-        x, y = np.maximum(x, floor), np.maximum(y, floor)
-        ax.scatter(x[~assoc], y[~assoc], s=5, c="grey", alpha=0.4, label="not associated")
-        ax.scatter(x[assoc], y[assoc], s=9, c="tab:red", label="associated")
-        ax.plot([floor, 1], [floor, 1], "k--", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("baseline firing rate")
-        ax.set_ylabel(f"firing rate in {lab}")
-        ax.set_title(lab)
-        ax.legend(fontsize=7, loc="lower right")
-    return fig
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _num(v: Any) -> float:
-    return float(v) if _finite(v) else 0.0
-
-
-# ----------------------------------------------------------------------------- markdown
-
-
-def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if v != 0 and abs(v) < 10 ** (-digits):
-            return f"{v:.1e}"
-        return f"{v:.{digits}f}"
-    return str(v)
-
 
 def _cell(v: Any) -> str:
-    return _fmt(v).replace("|", "\\|")  # a pair key "a|b" must not split the column
+    return fmt(v).replace("|", "\\|")  # a pair key "a|b" must not split the column
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
@@ -281,7 +74,7 @@ def _ids(ids: list[int]) -> str:
 
 
 def _ci_text(ci: list | None) -> str:
-    return "n/a" if not ci else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
+    return "n/a" if not ci else f"[{fmt(ci[0])}, {fmt(ci[1])}]"
 
 
 def render_markdown(rep: dict, figures: list[Path] | None = None) -> str:
@@ -331,17 +124,17 @@ def _method_section(rep: dict) -> list[str]:
     s, th, base = rep.get("settings", {}), rep.get("thresholds", {}), rep.get("baseline", {})
     out = ["## How latents are assigned to labels", ""]
     out.append(f"- Firing rule: {th.get('rule', 'n/a')}.")
-    out += [f"- `fire_fraction` = {_fmt(th.get('fire_fraction'))}, `fire_percentile` = "
-            f"{_fmt(th.get('fire_percentile'))}, `median_threshold` = "
-            f"{_fmt(th.get('median_threshold'))}, `kept_fraction` = "
-            f"{_fmt(th.get('kept_fraction'))}."]
+    out += [f"- `fire_fraction` = {fmt(th.get('fire_fraction'))}, `fire_percentile` = "
+            f"{fmt(th.get('fire_percentile'))}, `median_threshold` = "
+            f"{fmt(th.get('median_threshold'))}, `kept_fraction` = "
+            f"{fmt(th.get('kept_fraction'))}."]
     out.append(f"- Baseline: {base.get('description', 'n/a')}.")
     out.append(f"- Associated: one-sided Fisher exact test, Benjamini-Hochberg over all latents "
-               f"x labels with `alpha` = {_fmt(s.get('alpha'))}, and `min_log2_ratio` = "
-               f"{_fmt(s.get('min_log2_ratio'))} (rates with a +0.5 pseudo-count).")
-    out.append(f"- Uncertainty: `bootstrap` = {_fmt(s.get('bootstrap'))} stratified resamples of "
-               f"sentences (`ci_level` = {_fmt(s.get('ci_level'))}), `permutations` = "
-               f"{_fmt(s.get('permutations'))} label permutations.")
+               f"x labels with `alpha` = {fmt(s.get('alpha'))}, and `min_log2_ratio` = "
+               f"{fmt(s.get('min_log2_ratio'))} (rates with a +0.5 pseudo-count).")
+    out.append(f"- Uncertainty: `bootstrap` = {fmt(s.get('bootstrap'))} stratified resamples of "
+               f"sentences (`ci_level` = {fmt(s.get('ci_level'))}), `permutations` = "
+               f"{fmt(s.get('permutations'))} label permutations.")
     return out + [""]
 
 
@@ -384,12 +177,12 @@ def _pair_section(rep: dict) -> list[str]:
     for key, p in pairs.items():
         out.append(f"- **{key}** shared latents: {_ids(p.get('shared', []))}")
         if p.get("near_duplicates"):
-            dup = ", ".join(f"{a}~{b} ({_fmt(c)})" for a, b, c in p["near_duplicates"])
+            dup = ", ".join(f"{a}~{b} ({fmt(c)})" for a, b, c in p["near_duplicates"])
             out.append(f"  - `near_duplicates` (latent ~ latent (decoder cosine)): {dup}")
     if naive:
         out.append("")
         out.append("The naive overlap (next section) of the same pairs, for contrast: "
-                   + ", ".join(f"**{k}** {_fmt(v.get('jaccard'))}" for k, v in naive.items())
+                   + ", ".join(f"**{k}** {fmt(v.get('jaccard'))}" for k, v in naive.items())
                    + " (`naive_jaccard`).")
     return out + [""]
 
@@ -436,9 +229,9 @@ def _probe_section(rep: dict) -> list[str]:
     mc = pr.get("multiclass")
     if mc:
         out.append(f"Multi-class probe on the union of specific sets ({len(mc.get('latents', []))} "
-                   f"latents): `multiclass_accuracy` = {_fmt(mc.get('accuracy'))}, "
-                   f"`multiclass_balanced_accuracy` = {_fmt(mc.get('balanced_accuracy'))} "
-                   f"(chance {_fmt(mc.get('chance_balanced_accuracy'))}).")
+                   f"latents): `multiclass_accuracy` = {fmt(mc.get('accuracy'))}, "
+                   f"`multiclass_balanced_accuracy` = {fmt(mc.get('balanced_accuracy'))} "
+                   f"(chance {fmt(mc.get('chance_balanced_accuracy'))}).")
         out.append("")
         rows = [[g, v.get("accuracy"), v.get("n")] for g, v in mc.get("by_subset", {}).items()]
         rows += [[g, v.get("accuracy"), v.get("n")] for g, v in mc.get("by_label", {}).items()]
@@ -480,8 +273,8 @@ def _latent_section(rep: dict) -> list[str]:
     out.append("")
     for lab, c in cats.items():
         ids = c.get("features", [])
-        ranked = sorted(ids, key=lambda j: (_num(lats[j]["q"].get(lab)),
-                                            -_num(lats[j]["log2_ratio"].get(lab))))[:TOP_LATENTS]
+        ranked = sorted(ids, key=lambda j: (num(lats[j]["q"].get(lab)),
+                                            -num(lats[j]["log2_ratio"].get(lab))))[:TOP_LATENTS]
         out += [f"### {lab}", ""]
         if not ranked:
             out += ["No associated latents.", ""]
@@ -507,7 +300,7 @@ def _example_text(ex: dict) -> str:
     peak = f"peak at token {ex['token']!r} (#{ex.get('token_position')})" if ex.get(
         "token") is not None else f"peak at token #{ex.get('token_position')}"
     tail = f" [{where}]" if text is not None else ""
-    return f"{body}: {peak}, activation {_fmt(ex.get('activation'))}{tail}"
+    return f"{body}: {peak}, activation {fmt(ex.get('activation'))}{tail}"
 
 
 def _warning_section(rep: dict) -> list[str]:

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from sae_exp import sparse_ops
+from sae_exp.model import sparse_ops
 
 
 class EncoderOutput(NamedTuple):

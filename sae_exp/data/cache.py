@@ -27,7 +27,7 @@ import numpy as np
 
 from sae_exp.errors import DataError
 
-log = logging.getLogger("sae_exp.cache")
+log = logging.getLogger("sae_exp.data.cache")
 
 ACTS, INDEX, TOKENS, META = "acts.npy", "sentence_index.npy", "tokens.npy", "meta.json"
 TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",

@@ -11,7 +11,7 @@ weight until `.to(device)` copies each parameter separately. The notebook ran on
 decoder was an independent copy (initialised to the encoder's transpose); `NotebookSAE` makes
 that copy explicitly, so the port behaves the same on every device.
 
-Not used by training: `sae_exp.sae.SAE` is the model; this module exists to be timed.
+Not used by training: `sae_exp.model.sae.SAE` is the model; this module exists to be timed.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from dataclasses import asdict
 import numpy as np
 
 from sae_exp.config import SyntheticDataConfig
-from sae_exp.data_types import ActivationSet, Sentences
+from sae_exp.data.types import ActivationSet, Sentences
 
 
 def planted_structure(cfg: SyntheticDataConfig) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sae_exp.sae import SAE
+from sae_exp.model.sae import SAE
 
 DENSE_THRESHOLD = 0.1
 
@@ -63,3 +63,14 @@ def quality_metrics(
         "n_eval_rows": int(len(eval_rows)),
         "density": density.tolist(),
     }
+
+
+def objective(metrics: dict, l0_max: float | None = None, l0_penalty: float = 1.0) -> float:
+    """What a sweeper minimises: fvu + l0_penalty * max(0, l0 - l0_max) / l0_max.
+
+    With `l0_max` None this is FVU alone. The penalty is relative (L0 twice the limit costs
+    `l0_penalty` FVU), so runs inside the limit compete on FVU only."""
+    fvu = float(metrics["fvu"])
+    if l0_max is None:
+        return fvu
+    return fvu + l0_penalty * max(0.0, float(metrics["l0"]) - l0_max) / l0_max

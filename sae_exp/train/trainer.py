@@ -23,9 +23,9 @@ import torch
 from tqdm import tqdm
 
 from sae_exp.config import OptimizerConfig, SparsityConfig, TrainerConfig
+from sae_exp.data.stream import RowStream
 from sae_exp.errors import TrainingError
-from sae_exp.sae import SAE
-from sae_exp.stream import RowStream
+from sae_exp.model.sae import SAE
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sae_exp.data_types import Sentences
+from sae_exp.data.types import Sentences
 from sae_exp.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from sae_exp.corpora import shipped_corpus_path
-from sae_exp.data_types import Sentences
+from sae_exp.data.types import Sentences
 from sae_exp.errors import DataError
 
 log = logging.getLogger(__name__)

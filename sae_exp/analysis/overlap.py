@@ -1,0 +1,376 @@
+"""Which latents belong to which category of sentences, and how much categories share them.
+
+The numbers a researcher reads in report.md come from here:
+
+1. Firing rule. With top-k every token has exactly k active latents; when k exceeds the true
+   number of features per token the spare slots carry weak activations that "fire" in almost
+   every sentence. A latent therefore fires on a row only when its activation exceeds
+   `fire_fraction` x the `fire_percentile` percentile of *its own non-zero* activations
+   (DESIGN.md, measured on planted data). `fire_fraction = 0` is the naive rule (any act > 0).
+2. Per-sentence firing: a latent fires in a sentence if it fires on any of its rows. Everything
+   below works on the sentence x latent matrix `F` (scipy CSR), so resampling only needs
+   sparse matrix products with sentence-weight vectors.
+3. Association: one-sided Fisher exact test (label enriched over its baseline) computed as the
+   hypergeometric upper tail, Benjamini-Hochberg over all latents x labels, and a minimum
+   log2 rate ratio (+0.5 pseudo-count) so that tiny but "significant" effects do not count.
+4. Overlap of every pair of labels, with a stratified bootstrap CI over sentences and a
+   label-permutation p-value (what it does and does not test is in DEFINITIONS).
+
+All randomness comes from `np.random.default_rng(cfg.seed)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from itertools import combinations
+
+import numpy as np
+
+from sae_exp.analysis import probes as probe
+from sae_exp.analysis.association import (
+    LabelDesign,
+    associate,
+    label_counts,
+    label_design,
+)
+from sae_exp.analysis.definitions import DEFINITIONS, NEAR_DUPLICATE_COS
+from sae_exp.analysis.firing import Peaks, firing_matrix, firing_thresholds, sentence_peaks
+from sae_exp.analysis.uncertainty import (
+    bootstrap_sets,
+    pair_overlap,
+    permutation_null,
+    shared_enrichment_p,
+)
+from sae_exp.config import AnalysisConfig
+from sae_exp.data.types import ActivationSet
+from sae_exp.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+MAX_NEAR_DUPLICATES = 20
+
+
+def _ci(values: np.ndarray, level: float) -> list[float] | None:
+    if len(values) == 0:
+        return None
+    lo, hi = np.quantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return [float(lo), float(hi)]
+
+
+def _near_duplicates(W_dec, only_a: list[int], only_b: list[int]) -> list[list]:
+    """(latent only in A, latent only in B, cosine) with decoder cosine >= NEAR_DUPLICATE_COS."""
+    if W_dec is None or not only_a or not only_b:
+        return []
+    Wa, Wb = W_dec[only_a].astype(np.float64), W_dec[only_b].astype(np.float64)
+    Wa /= np.maximum(np.linalg.norm(Wa, axis=1, keepdims=True), 1e-12)
+    Wb /= np.maximum(np.linalg.norm(Wb, axis=1, keepdims=True), 1e-12)
+    cos = Wa @ Wb.T
+    ia, ib = np.nonzero(cos >= NEAR_DUPLICATE_COS)
+    order = np.argsort(-cos[ia, ib])[:MAX_NEAR_DUPLICATES]
+    return [[int(only_a[ia[i]]), int(only_b[ib[i]]), round(float(cos[ia[i], ib[i]]), 4)]
+            for i in order]
+
+
+def naive_overlap(peaks: Peaks, design: LabelDesign, d_sae: int) -> dict:
+    """The notebook's overlap: Jaccard of 'latents ever non-zero in the label'. Misleading."""
+    L = len(design.labels)
+    ever = np.zeros((d_sae, L), dtype=bool)
+    ever[peaks.latent, design.label_of[peaks.sentence]] = True
+    pairs = list(combinations(range(L), 2))
+    jac = pair_overlap(ever, pairs)[0]
+    return {
+        "note": "MISLEADING, kept for comparison with the notebook: "
+        + DEFINITIONS["naive_jaccard"],
+        "latents_per_label": {lab: int(ever[:, li].sum()) for li, lab in enumerate(design.labels)},
+        "pairs": {
+            _pair_key(design.labels, a, b): {
+                "jaccard": float(jac[i]), "shared": int((ever[:, a] & ever[:, b]).sum())}
+            for i, (a, b) in enumerate(pairs)
+        },
+    }
+
+
+def _pair_key(labels: list[str], a: int, b: int) -> str:
+    return "|".join(sorted([labels[a], labels[b]]))
+
+
+def _sentence_positions(sentence_index: np.ndarray) -> np.ndarray:
+    """Position of each row within its sentence (rows of a sentence in row order)."""
+    order = np.argsort(sentence_index, kind="stable")
+    s = sentence_index[order]
+    starts = np.r_[0, np.flatnonzero(s[1:] != s[:-1]) + 1] if len(s) else np.zeros(0, int)
+    group_start = np.zeros(len(s), dtype=np.int64)
+    if len(s):
+        group_start[starts] = starts
+        group_start = np.maximum.accumulate(group_start)
+    pos = np.empty(len(s), dtype=np.int64)
+    pos[order] = np.arange(len(s)) - group_start
+    return pos
+
+
+def top_examples(peaks: Peaks, data: ActivationSet, d_sae: int, n_top: int) -> list[list[dict]]:
+    """For each latent, its `n_top` sentences with the highest peak activation."""
+    out: list[list[dict]] = [[] for _ in range(d_sae)]
+    if n_top <= 0 or len(peaks.latent) == 0:
+        return out
+    order = np.lexsort((-peaks.value, peaks.latent))
+    lat = peaks.latent[order]
+    starts = np.r_[0, np.flatnonzero(lat[1:] != lat[:-1]) + 1]
+    rank = np.arange(len(lat)) - np.repeat(starts, np.diff(np.r_[starts, len(lat)]))
+    keep = order[rank < n_top]
+    sents = data.sentences
+    pos = _sentence_positions(np.asarray(data.sentence_index))
+    for i in keep:
+        s, r = int(peaks.sentence[i]), int(peaks.row[i])
+        ex = {
+            "sentence": s,
+            "label": str(sents.labels[s]),
+            "subset": str(sents.subsets[s]),
+            "split": str(sents.splits[s]),
+            "activation": round(float(peaks.value[i]), 5),
+            "token_position": int(pos[r]),
+            "token": None if data.tokens is None else str(data.tokens[r]),
+            "text": None if sents.texts is None else str(sents.texts[s]),
+        }
+        if sents.ids is not None:
+            ex["sentence_id"] = int(sents.ids[s])
+        out[int(peaks.latent[i])].append(ex)
+    return out
+
+
+def _round(x, sig: int = 6) -> float | None:
+    """`sig` significant digits (p-values of 1e-80 must not round to 0); None for NaN/Inf."""
+    x = float(x)
+    return None if not np.isfinite(x) else float(f"{x:.{sig}g}")
+
+
+def latent_records(stats, design, density, fire_density, thresholds, stability, examples) -> list:
+    """One dict per latent (features.jsonl): density, per-label rates, p, q, examples."""
+    labels = design.labels
+    assoc = stats["associated"]
+    n_assoc = assoc.sum(1)
+    recs = []
+    for j in range(len(density)):
+        per = {k: {lab: _round(stats[k][j, li]) for li, lab in enumerate(labels)}
+               for k in ("rate", "baseline_rate", "log2_ratio", "p", "q")}
+        associated = [lab for li, lab in enumerate(labels) if assoc[j, li]]
+        recs.append({
+            "id": j,
+            "density": _round(density[j]),
+            "fire_density": _round(fire_density[j]),
+            "threshold": float(thresholds[j]),  # full precision: inspect re-applies it
+            **per,
+            "stability": None if stability is None else
+            {lab: _round(stability[j, li], 4) for li, lab in enumerate(labels)},
+            "associated": associated,
+            "specific_to": associated[0] if n_assoc[j] == 1 else None,
+            "top_examples": examples[j],
+        })
+    return recs
+
+
+def _check_cfg(cfg: AnalysisConfig) -> None:
+    if not 0 < cfg.ci_level < 1:
+        raise ConfigError(f"analysis.ci_level={cfg.ci_level!r} is invalid: use a value in (0, 1).")
+    if cfg.probe_l2 < 0:
+        raise ConfigError(f"analysis.probe_l2={cfg.probe_l2!r} is invalid: use a value >= 0.")
+
+
+def _warnings(design: LabelDesign, n: np.ndarray, data: ActivationSet, cfg) -> list[str]:
+    out = []
+    for li, lab in enumerate(design.labels):
+        if n[li] < cfg.min_sentences:
+            out.append(f"label {lab!r} has {int(n[li])} sentences (< analysis.min_sentences="
+                       f"{cfg.min_sentences}): its statistics are unreliable.")
+    if cfg.fire_fraction == 0:
+        out.append("analysis.fire_fraction=0: every non-zero activation counts as firing; with "
+                   "top-k wider than the true L0 this inflates baseline rates and hides "
+                   "label-specific latents (see DESIGN.md).")
+    if data.sentences.texts is None:
+        out.append("the data has no sentence texts: top examples show sentence indices only.")
+    if cfg.bootstrap == 0:
+        out.append("analysis.bootstrap=0: no confidence intervals.")
+    if cfg.permutations == 0:
+        out.append("analysis.permutations=0: no permutation p-values.")
+    return out
+
+
+def analyze(
+    top_indices: np.ndarray,
+    top_acts: np.ndarray,
+    data: ActivationSet,
+    d_sae: int,
+    cfg: AnalysisConfig,
+    W_dec: np.ndarray | None = None,
+) -> dict:
+    """Association, overlap, probing and per-latent statistics of an SAE's sparse codes.
+
+    top_indices/top_acts [N, k]: codes of every row of `data` in row order; activation 0 marks
+    an inactive slot. W_dec [d_sae, d_in] (optional) flags near-duplicate decoder directions.
+    Returns a JSON-serialisable dict (fields in DESIGN.md; every number named in DEFINITIONS).
+    """
+    _check_cfg(cfg)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    top_indices = np.asarray(top_indices, dtype=np.int64)
+    top_acts = np.asarray(top_acts, dtype=np.float32)
+    sent_idx = np.asarray(data.sentence_index, dtype=np.int64)
+    S, N = len(data.sentences), len(top_acts)
+    design = label_design(np.asarray(data.sentences.labels), cfg.baseline)
+    labels, L = design.labels, len(design.labels)
+    rng = np.random.default_rng(cfg.seed)
+
+    thr = firing_thresholds(top_indices, top_acts, d_sae, cfg.fire_fraction, cfg.fire_percentile)
+    active = top_acts > 0
+    density = np.bincount(top_indices[active], minlength=d_sae) / max(N, 1)
+    fires = active & (top_acts > thr[top_indices])
+    fire_density = np.bincount(top_indices[fires], minlength=d_sae) / max(N, 1)
+    peaks = sentence_peaks(top_indices, top_acts, sent_idx, d_sae)
+    F = firing_matrix(peaks, thr, S, d_sae)
+    n = np.bincount(design.label_of, minlength=L).astype(np.float64)
+    stats = associate(label_counts(F, design.label_of, L), n, design, cfg)
+    timings["association"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    boot_j, boot_o, stability = bootstrap_sets(F, design, n, cfg, rng)
+    timings["bootstrap"] = time.perf_counter() - t
+    t = time.perf_counter()
+    null_j, null_sizes = permutation_null(F, design, n, cfg, rng)
+    timings["permutations"] = time.perf_counter() - t
+
+    assoc = stats["associated"]
+    categories = _categories(design, assoc, n, sent_idx, data, null_sizes)
+    pairs = _pairs(design, assoc, F, boot_j, boot_o, null_j, cfg, W_dec, d_sae)
+
+    t = time.perf_counter()
+    pooled = probe.pool_sentences(top_indices, top_acts, sent_idx, S, d_sae)
+    probes = probe.sparse_probing(
+        pooled, design.labels, design.label_of, np.asarray(data.sentences.subsets).astype(str),
+        np.asarray(data.sentences.splits).astype(str),
+        {lab: categories[lab]["specific"] for lab in labels}, list(cfg.probe_k), cfg.probe_l2,
+    )
+    timings["probe"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    examples = top_examples(peaks, data, d_sae, cfg.top_examples)
+    latents = latent_records(stats, design, density, fire_density, thr,
+                             stability if cfg.bootstrap else None, examples)
+    timings["latents"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    log.info("overlap analysis: %d sentences, %d latents, %d labels in %.1fs (%s)", S, d_sae, L,
+             timings["total"], ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+    warnings = _warnings(design, n, data, cfg) + probes.pop("warnings", [])
+    if W_dec is not None and np.shape(W_dec)[0] != d_sae:
+        warnings.append(f"W_dec has {np.shape(W_dec)[0]} rows, not d_sae={d_sae}: ignored.")
+    warnings += _ci_warnings(pairs)
+    return {
+        "categories": categories,
+        "pairs": pairs,
+        "naive_overlap": naive_overlap(peaks, design, d_sae),
+        "probe": probes,
+        "latents": latents,
+        "baseline": _baseline_summary(design, cfg.baseline),
+        "thresholds": _threshold_summary(cfg, thr, active, fires, density),
+        "settings": {
+            "alpha": cfg.alpha, "min_log2_ratio": cfg.min_log2_ratio, "pseudo_count": 0.5,
+            "bootstrap": cfg.bootstrap, "permutations": cfg.permutations,
+            "ci_level": cfg.ci_level, "seed": cfg.seed, "probe_k": list(cfg.probe_k),
+            "probe_l2": cfg.probe_l2, "n_sentences": S, "n_rows": N, "d_sae": d_sae,
+        },
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "warnings": warnings,
+        "definitions": dict(DEFINITIONS),
+    }
+
+
+def _categories(design, assoc, n, sent_idx, data, null_sizes) -> dict:
+    """Per label: sizes, baseline, associated and specific latent ids, null false positives."""
+    specific = assoc & (assoc.sum(1, keepdims=True) == 1)
+    row_label = design.label_of[sent_idx]
+    is_train = np.asarray(data.sentences.splits).astype(str) == "train"
+    return {
+        lab: {
+            "n_sentences": int(n[li]),
+            "n_rows": int((row_label == li).sum()),
+            "n_train_sentences": int(((design.label_of == li) & is_train).sum()),
+            "baseline": design.baseline_names(li),
+            "features": np.flatnonzero(assoc[:, li]).tolist(),
+            "specific": np.flatnonzero(specific[:, li]).tolist(),
+            "n_features": int(assoc[:, li].sum()),
+            "n_specific": int(specific[:, li].sum()),
+            "null_features": _round(null_sizes[:, li].mean(), 3) if len(null_sizes) else None,
+        }
+        for li, lab in enumerate(design.labels)
+    }
+
+
+def _baseline_summary(design: LabelDesign, setting: str) -> dict:
+    per = {lab: design.baseline_names(li) for li, lab in enumerate(design.labels)}
+    refs = {tuple(v) for v in per.values() if len(v) == 1}
+    if len(refs) == 1 and len(design.labels) > 2:
+        ref = next(iter(refs))[0]
+        text = f"each label is compared with {ref!r}; {ref!r} itself with all other labels"
+    else:
+        text = "each label is compared with all other labels"
+    return {"setting": setting, "per_label": per, "description": text}
+
+
+def _threshold_summary(cfg, thr, active, fires, density) -> dict:
+    live = density > 0
+    return {
+        "rule": DEFINITIONS["fires"],
+        "fire_fraction": cfg.fire_fraction,
+        "fire_percentile": cfg.fire_percentile,
+        "active_entries": int(active.sum()),
+        "firing_entries": int(fires.sum()),
+        "kept_fraction": _round(fires.sum() / max(active.sum(), 1), 4),
+        "median_threshold": _round(np.median(thr[live])) if live.any() else None,
+    }
+
+
+def _ci_warnings(pairs: dict) -> list[str]:
+    """A Jaccard outside its own bootstrap CI means the association sets are unstable at this
+    sample size: resamples repeat sentences, which makes each resample's tests more liberal."""
+    out = []
+    for key, pr in pairs.items():
+        ci = pr.get("jaccard_ci")
+        if ci is not None and not (ci[0] - 1e-9 <= pr["jaccard"] <= ci[1] + 1e-9):
+            out.append(
+                f"{key}: Jaccard {pr['jaccard']:.3f} lies outside its bootstrap CI "
+                f"[{ci[0]:.3f}, {ci[1]:.3f}]: the association sets are unstable at this sample "
+                "size (read the CI as a sign of that, not as an interval around the estimate); "
+                "add sentences per label."
+            )
+    return out
+
+
+def _pairs(design, assoc, F, boot_j, boot_o, null_j, cfg, W_dec, d_sae) -> dict:
+    """Per pair of labels: Jaccard with CI, overlap coefficient, shared ids, p-values."""
+    pairs = list(combinations(range(len(design.labels)), 2))
+    jac, ovl = pair_overlap(assoc, pairs)
+    universe = int((np.asarray(F.sum(0)).ravel() > 0).sum())
+    if W_dec is not None and np.shape(W_dec)[0] != d_sae:
+        W_dec = None
+    out = {}
+    for i, (a, b) in enumerate(pairs):
+        A, B = assoc[:, a], assoc[:, b]
+        shared = np.flatnonzero(A & B)
+        p_val = None
+        if len(null_j):
+            p_val = float((1 + (null_j[:, i] >= jac[i] - 1e-12).sum()) / (1 + len(null_j)))
+        out[_pair_key(design.labels, a, b)] = {
+            "jaccard": float(jac[i]),
+            "jaccard_ci": _ci(boot_j[:, i], cfg.ci_level),
+            "overlap_coefficient": float(ovl[i]),
+            "overlap_coefficient_ci": _ci(boot_o[:, i], cfg.ci_level),
+            "shared": shared.tolist(),
+            "n_shared": int(len(shared)),
+            "n_features": {design.labels[a]: int(A.sum()), design.labels[b]: int(B.sum())},
+            "p_value": p_val,
+            "null_jaccard_mean": _round(null_j[:, i].mean(), 4) if len(null_j) else None,
+            "p_shared": shared_enrichment_p(int(A.sum()), int(B.sum()), len(shared), universe),
+            "near_duplicates": _near_duplicates(
+                W_dec, np.flatnonzero(A & ~B).tolist(), np.flatnonzero(B & ~A).tolist()),
+        }
+    return out

@@ -1,0 +1,1 @@
+"""Training stage: the trainer, DDP helpers, W&B tracking and quality metrics."""
