@@ -14,7 +14,8 @@ the table and figures are logged to a run with job_type "compare" in the sweep's
 a W&B failure is a warning.
 
 The objective column is `sae_exp.train.metrics.objective()`, the value the Hydra entry point
-returns to a sweeper (Optuna): FVU, plus `objective.l0_penalty` times the relative excess of L0 over `objective.l0_max`.
+returns to a sweeper (Optuna): FVU, plus `objective.l0_penalty` times the relative excess of L0
+over `objective.l0_max`.
 """
 
 from __future__ import annotations
