@@ -19,7 +19,9 @@ import threading
 import time
 import traceback
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hydra
 import numpy as np
@@ -32,9 +34,10 @@ from omegaconf.errors import OmegaConfBaseException
 from sae_exp import files, report
 from sae_exp.analysis import association, overlap
 from sae_exp.config import DATA_SCHEMAS, Config, register_configs, validate
-from sae_exp.data.normalize import NormalizedRows, fit_normalizer
+from sae_exp.data.normalize import NormalizedRows, Normalizer, fit_normalizer
 from sae_exp.data.sources import load_activations
 from sae_exp.data.stream import RowStream
+from sae_exp.data.types import ActivationSet
 from sae_exp.errors import ConfigError, DataError, TrainingError, UserError
 from sae_exp.model.sae import SAE
 from sae_exp.provenance import run_info
@@ -101,15 +104,83 @@ class _MetricsLog:
         self.tracker.log({f"train/{k}": v for k, v in row.items() if k != "step"}, step=row["step"])
 
 
+@dataclass
+class Prepared:
+    """The data stage's result: rows the SAE sees and how they split."""
+
+    data: ActivationSet
+    X: Any  # [N, d_in] rows as the SAE sees them (a normalising view or the raw array)
+    norm: Normalizer
+    train_rows: np.ndarray
+    test_rows: np.ndarray
+
+
+@dataclass
+class Fitted:
+    """The training stage's result."""
+
+    sae: SAE
+    trainer: Trainer
+    incomplete: bool  # stopped by a signal before the last step
+    stop: _StopSignals
+
+
 def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
-    """Run one experiment into `run_dir` and return its report (also written there)."""
-    start = time.time()
+    """Run one experiment into `run_dir` and return its report (also written there).
+
+    The pipeline: load data -> fit the SAE -> analyse its codes -> write the files."""
+    clock = _StageClock()
     validate(cfg)
-    run_dir = Path(run_dir)
+    run_dir = _claim_run_dir(Path(run_dir))
+    device, ctx = _setup(cfg)
+    main_rank = ctx is None or ctx.is_main  # only rank 0 writes files and logs to W&B
+    prepared = clock("data", load_data, cfg, device, ctx)
+    tracker = _tracker(cfg, run_dir, config_dict, main_rank)
+    fitted = clock("fit", fit, cfg, prepared, run_dir, device, ctx, tracker)
+    if not main_rank:
+        return {}
+    rep = clock("analysis", analyse, cfg, fitted, prepared, run_dir, device)
+    clock("write", write_outputs, cfg, rep, fitted, prepared, run_dir, tracker, device, ctx,
+          clock)
+    quality = rep["metrics"]
+    log.info("done in %.1fs (%s): fvu %.4f, l0 %.1f, dead %.3f -> %s", clock.total(),
+             clock.summary(), quality["fvu"], quality["l0"], quality["dead_fraction"],
+             run_dir / files.REPORT_MD)
+    if fitted.stop.received == "SIGINT":
+        raise KeyboardInterrupt  # Ctrl-C: the files are written; stop here (and any sweep)
+    return rep
+
+
+class _StageClock:
+    """Wall time of each pipeline stage, for the run's last log line and run_info.json."""
+
+    def __init__(self) -> None:
+        self.start, self.stages = time.time(), {}
+
+    def __call__(self, name: str, fn, *args):
+        t = time.time()
+        try:
+            return fn(*args)
+        finally:
+            self.stages[name] = round(time.time() - t, 2)
+
+    def total(self) -> float:
+        return time.time() - self.start
+
+    def summary(self) -> str:
+        return ", ".join(f"{k} {v:.1f}s" for k, v in self.stages.items())
+
+
+def _claim_run_dir(run_dir: Path) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / files.REPORT_JSON).exists():
         raise UserError(f"{run_dir} already holds a finished run; choose a new hydra.run.dir.")
     (run_dir / "error.json").unlink(missing_ok=True)  # from an earlier failed try in this dir
+    return run_dir
+
+
+def _setup(cfg: Config) -> tuple[torch.device, distributed.DistContext | None]:
+    """Threads, seeds, device and (under torchrun) the process group."""
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     seed_everything(cfg.seed)
@@ -117,9 +188,12 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     ctx = distributed.setup(cfg.trainer.ddp, device)  # None unless under torchrun (DDP)
     if ctx is not None:
         device = ctx.device(device)
-    main_rank = ctx is None or ctx.is_main  # only rank 0 writes files and logs to W&B
+    return device, ctx
 
-    if not main_rank:
+
+def load_data(cfg: Config, device: torch.device, ctx) -> Prepared:
+    """Data stage: activations, their train/test rows, and the normalisation fitted on train."""
+    if ctx is not None and not ctx.is_main:
         ctx.barrier()  # rank 0 loads first (and fills the activation cache)
     data = load_activations(cfg.data, seed=cfg.seed, device=str(device))
     if ctx is not None and ctx.is_main:
@@ -130,39 +204,47 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     log.info("data: %d rows x %d dims, %d sentences, labels %s (%d train / %d test rows)",
              len(data.acts), data.d_in, len(data.sentences), data.sentences.label_names,
              len(train_rows), len(test_rows))
+    return Prepared(data, X, norm, train_rows, test_rows)
 
+
+def _tracker(cfg: Config, run_dir: Path, config_dict: dict | None, main_rank: bool) -> Tracker:
+    group = cfg.wandb.group or _sweep_group()
+    return Tracker(cfg.wandb.mode if main_rank else "disabled", cfg.wandb.project,
+                   cfg.wandb.entity, group, f"{cfg.name}-{run_dir.name}", cfg.wandb.tags,
+                   config_dict or {}, run_dir)
+
+
+def fit(cfg: Config, prepared: Prepared, run_dir: Path, device: torch.device, ctx,
+        tracker: Tracker) -> Fitted:
+    """Training stage: build the SAE, train it (or resume), stop cleanly on signals."""
     seed_everything(cfg.seed)
-    sae = build_sae(cfg, data.d_in).to(device)
+    sae = build_sae(cfg, prepared.data.d_in).to(device)
     trainer = Trainer(sae, cfg.optimizer, cfg.sparsity, cfg.trainer, device,
                       normalize_decoder=cfg.model.normalize_decoder)
-    sample = np.sort(train_rows[:: max(1, len(train_rows) // 65536)])
-    trainer.init_b_dec(torch.as_tensor(np.asarray(X[sample]), dtype=torch.float32))
+    rows = prepared.train_rows
+    sample = np.sort(rows[:: max(1, len(rows) // 65536)])
+    trainer.init_b_dec(torch.as_tensor(np.asarray(prepared.X[sample]), dtype=torch.float32))
     if cfg.resume:
         _load_checkpoint(trainer, Path(cfg.resume), device)
     if ctx is not None:
         trainer.dist = ctx
         ctx.broadcast_module(sae)
-
-    group = cfg.wandb.group or _sweep_group()
-    tracker = Tracker(cfg.wandb.mode if main_rank else "disabled", cfg.wandb.project,
-                      cfg.wandb.entity, group, f"{cfg.name}-{run_dir.name}", cfg.wandb.tags,
-                      config_dict or {}, run_dir)
-    if main_rank:
+    if ctx is None or ctx.is_main:
         trainer.on_log = _MetricsLog(run_dir / files.METRICS, tracker)
         trainer.on_checkpoint = lambda: files.atomic_torch_save(run_dir / files.CHECKPOINT,
                                                                trainer.state_dict())
         for row in trainer.state.history:  # a resumed run's log starts with the earlier steps
             trainer.on_log(row)
-    stream = RowStream(X, train_rows, cfg.trainer.batch_size, seed=cfg.seed,
+    stream = RowStream(prepared.X, rows, cfg.trainer.batch_size, seed=cfg.seed,
                        pin_memory=device.type == "cuda")
-    incomplete = False
     stop = _StopSignals(trainer).install()
+    incomplete = False
     try:
         trainer.fit(stream)
     except Interrupted:
         incomplete = True
         trainer.check_finite()  # never replace the last good checkpoint with a NaN state
-        if main_rank:
+        if ctx is None or ctx.is_main:
             files.atomic_torch_save(run_dir / files.CHECKPOINT, trainer.state_dict())
         log.warning("interrupted at step %d: checkpoint saved; resume with resume=%s",
                     trainer.state.step, run_dir)
@@ -183,80 +265,57 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     if ctx is not None:
         ctx.average_buffers(sae)
         ctx.close()
-        if not main_rank:
-            return {}
+    return Fitted(sae, trainer, incomplete, stop)
 
+
+def analyse(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path,
+            device: torch.device) -> dict:
+    """Analysis stage: save the SAE, encode every row, quality metrics and the overlap report."""
+    sae, data, X = fitted.sae, prepared.data, prepared.X
     files.save_sae(run_dir, sae, {
-        "normalize": norm.to_json(),
+        "normalize": prepared.norm.to_json(),
         "data": {k: v for k, v in data.meta.items() if isinstance(v, (str, int, float, bool))},
-        "trained_steps": trainer.state.step,
+        "trained_steps": fitted.trainer.state.step,
     })
-    if norm.mean is not None:
+    if prepared.norm.mean is not None:
         files.atomic_save_safetensors(run_dir / files.NORMALIZATION,
-                                      {"mean": torch.as_tensor(norm.mean)})
+                                      {"mean": torch.as_tensor(prepared.norm.mean)})
     top_idx, top_acts = encode_rows(sae, X, device)
-    quality = quality_metrics(sae, X, test_rows, top_idx, top_acts, device)
+    quality = quality_metrics(sae, X, prepared.test_rows, top_idx, top_acts, device)
     quality.pop("density")  # per latent: in features.jsonl
     rep = overlap.analyze(top_idx, top_acts, data, sae.d_sae, cfg.analysis,
                           W_dec=sae.W_dec.detach().cpu().numpy())
     rep["metrics"] = quality
     rep["run"] = {
-        "name": cfg.name, "dir": str(run_dir), "incomplete": incomplete,
+        "name": cfg.name, "dir": str(run_dir), "incomplete": fitted.incomplete,
         "d_in": data.d_in, "d_sae": sae.d_sae, "top_k": cfg.sparsity.top_k,
-        "kind": cfg.sparsity.kind, "steps": trainer.state.step,
+        "kind": cfg.sparsity.kind, "steps": fitted.trainer.state.step,
     }
-    rep["incomplete"] = incomplete
+    rep["incomplete"] = fitted.incomplete
     if data.planted is not None:
         rep["planted"] = {"jaccard": data.planted["jaccard"]}
-    report.write_report(run_dir, rep, trainer.state.history)
-    save_label_probe(run_dir, rep)
-    wall = time.time() - start
-    info = run_info(cfg.seed, str(device), data.fingerprint, wall, status=(
-        "incomplete" if incomplete else "complete"), data_meta=data.meta)
-    info.update(torch_threads=torch.get_num_threads(), world_size=ctx.world_size if ctx else 1,
-                wandb_group=group)
-    files.atomic_write_json(run_dir / files.RUN_INFO, scrub(info))
+    return rep
 
-    summary = {f"metrics/{k}": v for k, v in quality.items() if isinstance(v, (int, float))}
-    tracker.summary(summary)
+
+def write_outputs(cfg: Config, rep: dict, fitted: Fitted, prepared: Prepared, run_dir: Path,
+                  tracker: Tracker, device: torch.device, ctx, clock: _StageClock) -> None:
+    """Write stage: report files, the label probe, run_info.json and the W&B summary."""
+    report.write_report(run_dir, rep, fitted.trainer.state.history)
+    report.save_label_probe(run_dir, rep)
+    info = run_info(cfg.seed, str(device), prepared.data.fingerprint, clock.total(), status=(
+        "incomplete" if fitted.incomplete else "complete"), data_meta=prepared.data.meta)
+    info.update(torch_threads=torch.get_num_threads(), world_size=ctx.world_size if ctx else 1,
+                wandb_group=tracker.group, stage_seconds=dict(clock.stages))
+    files.atomic_write_json(run_dir / files.RUN_INFO, scrub(info))
+    quality = rep["metrics"]
+    tracker.summary({f"metrics/{k}": v for k, v in quality.items() if isinstance(v, (int, float))})
     tracker.log_images(report.figure_paths(run_dir))
-    _log_tables(tracker, rep)
+    report.log_tables(tracker, rep)
     if cfg.wandb.log_artifacts:
         names = [files.REPORT_JSON, files.REPORT_MD, files.FEATURES, files.SAE_WEIGHTS,
                  files.SAE_CFG, files.RUN_INFO, files.METRICS]
         tracker.log_artifact(f"{cfg.name}-{run_dir.name}", "sae_run", [run_dir / n for n in names])
     tracker.finish()
-    log.info("done in %.1fs: fvu %.4f, l0 %.1f, dead %.3f -> %s", wall, quality["fvu"],
-             quality["l0"], quality["dead_fraction"], run_dir / files.REPORT_MD)
-    if stop.received == "SIGINT":
-        raise KeyboardInterrupt  # Ctrl-C: the files are written; stop here (and any sweep)
-    return rep
-
-
-def save_label_probe(run_dir: Path, rep: dict) -> None:
-    """Save the report's multi-class probe (mean-pooled latents of the union of the labels'
-    specific sets, fitted on the train split) as probe.safetensors for `inspect`."""
-    mc = (rep.get("probe") or {}).get("multiclass") or {}
-    model = mc.get("model")
-    if not model:
-        return
-    tensors = {k: torch.as_tensor(np.asarray(model[k], dtype=np.float64))
-               for k in ("W", "b", "mu", "sd")}
-    tensors["latents"] = torch.as_tensor(np.asarray(mc["latents"], dtype=np.int64))
-    files.atomic_save_safetensors(run_dir / files.PROBE, tensors,
-                                  metadata={"labels": json.dumps(model["labels"])})
-
-
-def _log_tables(tracker: Tracker, rep: dict) -> None:
-    """The report's pair and category tables as W&B tables (no-ops when W&B is off)."""
-    tracker.log_table("report/pairs", ["pair", "jaccard", "ci_lo", "ci_hi", "overlap_coefficient",
-                                       "n_shared", "p_value", "p_shared"], [
-        [k, p["jaccard"], *(p["jaccard_ci"] or [None, None]), p["overlap_coefficient"],
-         len(p["shared"]), p.get("p_value"), p.get("p_shared")]
-        for k, p in rep.get("pairs", {}).items()])
-    tracker.log_table("report/categories", ["label", "n_sentences", "n_features", "n_specific"], [
-        [k, c.get("n_sentences"), len(c.get("features", [])), len(c.get("specific", []))]
-        for k, c in rep.get("categories", {}).items()])
 
 
 def _load_checkpoint(trainer: Trainer, old_dir: Path, device: torch.device) -> None:

@@ -13,6 +13,10 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+# Subprocesses (the CLI, torchrun) import the package of this checkout, not whichever checkout
+# an editable install points at (a second worktree would otherwise test the wrong code).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
 
 # Tiny settings: a run of the real app in a few seconds on 2 cores.
 TINY = [

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from sae_exp import files
 from sae_exp.report.figures import write_figures
@@ -40,10 +40,6 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _atomic_bytes(path: Path, write: Callable[[str], None]) -> None:
-    files.atomic_write(path, write)  # temp file + rename, with the permissions of a plain open()
-
-
 def write_report(run_dir: Path, report: dict, history: list[dict]) -> None:
     """Write figures/, report.json, features.jsonl and report.md into `run_dir`.
 
@@ -67,3 +63,29 @@ def write_report(run_dir: Path, report: dict, history: list[dict]) -> None:
 def figure_paths(run_dir: Path) -> list[Path]:
     """The report's figures (PNG) in `run_dir`/figures, sorted by name, for W&B logging."""
     return sorted((Path(run_dir) / files.FIGURES).glob("*.png"))
+
+
+def save_label_probe(run_dir: Path, rep: dict) -> None:
+    """Save the report's multi-class probe (mean-pooled latents of the union of the labels'
+    specific sets, fitted on the train split) as probe.safetensors for `inspect`."""
+    mc = (rep.get("probe") or {}).get("multiclass") or {}
+    model = mc.get("model")
+    if not model:
+        return
+    tensors = {k: torch.as_tensor(np.asarray(model[k], dtype=np.float64))
+               for k in ("W", "b", "mu", "sd")}
+    tensors["latents"] = torch.as_tensor(np.asarray(mc["latents"], dtype=np.int64))
+    files.atomic_save_safetensors(run_dir / files.PROBE, tensors,
+                                  metadata={"labels": json.dumps(model["labels"])})
+
+
+def log_tables(tracker, rep: dict) -> None:
+    """The report's pair and category tables as W&B tables (no-ops when W&B is off)."""
+    tracker.log_table("report/pairs", ["pair", "jaccard", "ci_lo", "ci_hi", "overlap_coefficient",
+                                       "n_shared", "p_value", "p_shared"], [
+        [k, p["jaccard"], *(p["jaccard_ci"] or [None, None]), p["overlap_coefficient"],
+         len(p["shared"]), p.get("p_value"), p.get("p_shared")]
+        for k, p in rep.get("pairs", {}).items()])
+    tracker.log_table("report/categories", ["label", "n_sentences", "n_features", "n_specific"], [
+        [k, c.get("n_sentences"), len(c.get("features", [])), len(c.get("specific", []))]
+        for k, c in rep.get("categories", {}).items()])

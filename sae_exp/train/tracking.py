@@ -50,7 +50,7 @@ class Tracker:
 
     def __init__(self, mode: str, project: str, entity: str | None, group: str | None,
                  name: str, tags: list[str], config: dict, run_dir: Path) -> None:
-        self.run = None
+        self.run, self.group = None, group
         if mode == "disabled":
             return
         try:
