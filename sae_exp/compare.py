@@ -306,13 +306,28 @@ def make_figures(columns: list[str], rows: list[dict], keys: list[str],
                  fig_dir: Path) -> list[Path]:
     """L0-FVU frontier and Jaccard (with CI) against each swept key; returns the written paths.
 
-    Drawn on matplotlib's Agg canvas directly (no pyplot state), like report.py."""
-    from matplotlib.figure import Figure
-
+    Drawn on matplotlib's Agg canvas directly (no pyplot state), like the run's report."""
     done = [r for r in rows if r.get("l0") is not None and r.get("fvu") is not None]
     if not done:
         return []
-    written = []
+    path = fig_dir / FRONTIER_FIG
+    _save_figure(_frontier_figure(done, keys), path)
+    written = [path]
+    pairs = [c[len("jaccard["):-1] for c in columns if c.startswith("jaccard[")]
+    for key in keys:
+        pts = [r for r in done if r.get(key) is not None]
+        if not pts or not pairs:
+            continue
+        path = fig_dir / f"overlap_vs_{key.replace('/', '_')}.png"
+        _save_figure(_overlap_figure(pts, pairs, key), path)
+        written.append(path)
+    return written
+
+
+def _frontier_figure(done: list[dict], keys: list[str]):
+    """FVU against L0 for every finished job, with the Pareto frontier as a step line."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6, 4.5))
     ax = fig.add_subplot()
     ax.scatter([r["l0"] for r in done], [r["fvu"] for r in done], color="C0", zorder=3)
@@ -331,47 +346,42 @@ def make_figures(columns: list[str], rows: list[dict], keys: list[str],
     ax.set_ylabel("FVU (held-out)")
     ax.set_title("Sparsity-reconstruction frontier")
     ax.grid(alpha=0.3)
-    path = fig_dir / FRONTIER_FIG
-    _save_figure(fig, path)
-    written.append(path)
+    return fig
 
-    pairs = [c[len("jaccard["):-1] for c in columns if c.startswith("jaccard[")]
-    for key in keys:
-        pts = [r for r in done if r.get(key) is not None]
-        if not pts or not pairs:
+
+def _overlap_figure(pts: list[dict], pairs: list[str], key: str):
+    """Each pair's Jaccard (with its interval) against the swept `key`."""
+    from matplotlib.figure import Figure
+
+    numeric = all(isinstance(r[key], (int, float)) for r in pts)
+    cats = sorted({str(r[key]) for r in pts})
+
+    def xpos(r: dict):
+        return r[key] if numeric else cats.index(str(r[key]))
+
+    fig = Figure(figsize=(6, 4.5))
+    ax = fig.add_subplot()
+    for i, p in enumerate(pairs):
+        sel = sorted([r for r in pts if r.get(f"jaccard[{p}]") is not None], key=xpos)
+        if not sel:
             continue
-        numeric = all(isinstance(r[key], (int, float)) for r in pts)
-        cats = sorted({str(r[key]) for r in pts})
-
-        def xpos(r: dict, key: str = key, numeric: bool = numeric, cats: list = cats):
-            return r[key] if numeric else cats.index(str(r[key]))
-
-        fig = Figure(figsize=(6, 4.5))
-        ax = fig.add_subplot()
-        for i, p in enumerate(pairs):
-            sel = sorted([r for r in pts if r.get(f"jaccard[{p}]") is not None], key=xpos)
-            if not sel:
-                continue
-            x = [xpos(r) for r in sel]
-            y = [r[f"jaccard[{p}]"] for r in sel]
-            lo = [r[f"jaccard_lo[{p}]"] for r in sel]
-            hi = [r[f"jaccard_hi[{p}]"] for r in sel]
-            has_ci = all(v is not None for v in lo + hi)
-            err = [[max(yy - a, 0) for yy, a in zip(y, lo, strict=True)],
-                   [max(b - yy, 0) for yy, b in zip(y, hi, strict=True)]] if has_ci else None
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=f"C{i}", label=p,
-                        linestyle="-" if len(set(x)) == len(x) else "none")
-        if not numeric:
-            ax.set_xticks(range(len(cats)), cats)
-        ax.set_xlabel(key)
-        ax.set_ylabel("Jaccard of associated latents (CI)")
-        ax.set_title(f"Overlap vs {key}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        path = fig_dir / f"overlap_vs_{key.replace('/', '_')}.png"
-        _save_figure(fig, path)
-        written.append(path)
-    return written
+        x = [xpos(r) for r in sel]
+        y = [r[f"jaccard[{p}]"] for r in sel]
+        lo = [r[f"jaccard_lo[{p}]"] for r in sel]
+        hi = [r[f"jaccard_hi[{p}]"] for r in sel]
+        has_ci = all(v is not None for v in lo + hi)
+        err = [[max(yy - a, 0) for yy, a in zip(y, lo, strict=True)],
+               [max(b - yy, 0) for yy, b in zip(y, hi, strict=True)]] if has_ci else None
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=f"C{i}", label=p,
+                    linestyle="-" if len(set(x)) == len(x) else "none")
+    if not numeric:
+        ax.set_xticks(range(len(cats)), cats)
+    ax.set_xlabel(key)
+    ax.set_ylabel("Jaccard of associated latents (CI)")
+    ax.set_title(f"Overlap vs {key}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
 
 
 def log_to_wandb(jobs: list[Job], columns: list[str], rows: list[dict], figures: list[Path],

@@ -31,6 +31,7 @@ import torch
 from omegaconf import OmegaConf
 
 from sae_exp import files
+from sae_exp.analysis.firing import sentence_peaks
 from sae_exp.data.normalize import Normalizer
 from sae_exp.data.types import Sentences
 from sae_exp.errors import DataError, UserError
@@ -170,14 +171,17 @@ class RunModel:
         """Per sentence: firing latents, label scores and the predicted label."""
         idx, val = encode_rows(self.sae, acts, self.device)
         probs = self._probabilities(idx, val, sentence_index, n_sentences)
+        # the report's firing rule: a latent fires in a sentence when its peak there exceeds its
+        # threshold (one implementation, sae_exp.analysis.firing)
+        peaks = sentence_peaks(idx, val, sentence_index, self.sae.d_sae)
+        fires = peaks.value > self.thresholds[peaks.latent]
+        per_sentence: list[dict[int, float]] = [{} for _ in range(n_sentences)]
+        for s, j, a in zip(peaks.sentence[fires], peaks.latent[fires], peaks.value[fires],
+                           strict=True):
+            per_sentence[int(s)][int(j)] = float(a)
         out = []
         for s in range(n_sentences):
-            rows = sentence_index == s
-            peak: dict[int, float] = {}
-            for j, a in zip(idx[rows].ravel(), val[rows].ravel(), strict=True):
-                if a > 0 and a > peak.get(int(j), 0.0):
-                    peak[int(j)] = float(a)
-            firing = {j: a for j, a in peak.items() if a > self.thresholds[j]}
+            firing = per_sentence[s]
             scores = {lab: (sum(j in firing for j in ids) / len(ids) if ids else 0.0)
                       for lab, ids in self.specific.items()}
             best = max(scores.values()) if scores else 0.0

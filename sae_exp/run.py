@@ -238,16 +238,29 @@ def fit(cfg: Config, prepared: Prepared, run_dir: Path, device: torch.device, ct
     stream = RowStream(prepared.X, rows, cfg.trainer.batch_size, seed=cfg.seed,
                        pin_memory=device.type == "cuda")
     stop = _StopSignals(trainer).install()
-    incomplete = False
+    try:
+        incomplete = _train(trainer, stream, cfg, run_dir, ctx, tracker)
+    finally:
+        stop.restore()
+    if ctx is not None:
+        ctx.average_buffers(sae)
+        ctx.close()
+    return Fitted(sae, trainer, incomplete, stop)
+
+
+def _train(trainer: Trainer, stream: RowStream, cfg: Config, run_dir: Path, ctx,
+           tracker: Tracker) -> bool:
+    """`trainer.fit`, with a checkpoint on a requested stop (returns True then) and one-line
+    errors for divergence and out-of-memory."""
     try:
         trainer.fit(stream)
     except Interrupted:
-        incomplete = True
         trainer.check_finite()  # never replace the last good checkpoint with a NaN state
         if ctx is None or ctx.is_main:
             files.atomic_torch_save(run_dir / files.CHECKPOINT, trainer.state_dict())
         log.warning("interrupted at step %d: checkpoint saved; resume with resume=%s",
                     trainer.state.step, run_dir)
+        return True
     except TrainingError:
         tracker.finish(exit_code=1)
         raise
@@ -260,12 +273,7 @@ def fit(cfg: Config, prepared: Prepared, run_dir: Path, device: torch.device, ct
             f"out of memory at trainer.batch_size={cfg.trainer.batch_size}: use a smaller "
             "trainer.batch_size (or model.hidden_dim)."
         ) from None
-    finally:
-        stop.restore()
-    if ctx is not None:
-        ctx.average_buffers(sae)
-        ctx.close()
-    return Fitted(sae, trainer, incomplete, stop)
+    return False
 
 
 def analyse(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path,
