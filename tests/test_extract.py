@@ -132,3 +132,21 @@ def test_missing_model_and_texts_are_data_errors(tmp_path, bert):
                         splits=np.array(["train"]))
     with pytest.raises(DataError, match="no texts"):
         extract(no_text, bert, 1, "token", 16, 2, "float32", "cpu")
+
+
+@pytest.mark.parametrize("which", ["bert", "gpt2"])
+def test_early_stop_gives_the_full_pass_hidden_states(which, bert, gpt2, tmp_path):
+    """Stopping after block layer-1 returns exactly hidden_states[layer] of the full pass."""
+    import torch
+
+    from sae_exp.data.extract import _blocks, hidden_state, load_model, n_layers
+
+    tok, model = load_model(bert if which == "bert" else gpt2, "float32", "cpu")
+    enc = tok(TEXTS, padding=True, return_tensors="pt")
+    blocks = _blocks(model, n_layers(model))
+    assert blocks is not None
+    with torch.inference_mode():
+        full = model(**enc, output_hidden_states=True).hidden_states
+        for layer in range(len(full)):
+            got = hidden_state(model, enc["input_ids"], enc["attention_mask"], layer, blocks)
+            assert torch.equal(got, full[layer]), layer

@@ -10,6 +10,7 @@ keys on it.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,8 @@ def extract(sentences: Sentences, model_path: str, layer: int, pooling: str, max
 
     order = np.argsort([-len(x) for x in ids], kind="stable")
     pad_id = tok.pad_token_id
+    blocks = _blocks(model, top)
+    t0 = time.perf_counter()
     with torch.inference_mode(), tqdm(total=len(texts), desc="extract", unit="sent") as bar:
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
@@ -107,9 +110,8 @@ def extract(sentences: Sentences, model_path: str, layer: int, pooling: str, max
             for row, i in enumerate(batch):
                 input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
                 mask[row, : len(ids[i])] = 1
-            out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                        output_hidden_states=True)
-            h = out.hidden_states[layer].float().cpu().numpy()
+            h = hidden_state(model, input_ids.to(device), mask.to(device), layer, blocks)
+            h = h.float().cpu().numpy()
             for row, i in enumerate(batch):
                 k = keep[i]
                 lo, hi = offsets[i], offsets[i + 1]
@@ -120,7 +122,53 @@ def extract(sentences: Sentences, model_path: str, layer: int, pooling: str, max
                     acts[lo] = h[row, k].mean(0) if len(k) else h[row, : len(ids[i])].mean(0)
                     tokens[lo] = texts[i]
             bar.update(len(batch))
+    seconds = time.perf_counter() - t0
+    log.info("extracted %d sentences (%d rows) in %.1fs: %.0f sentences/s%s", len(texts),
+             len(acts), seconds, len(texts) / max(seconds, 1e-9),
+             f" (blocks above layer {layer} skipped)" if blocks is not None and layer < top
+             else "")
     return acts, sentence_index, tokens.astype(str)
+
+
+class _Reached(Exception):
+    """Raised by a forward hook to stop the model once the wanted layer is computed."""
+
+    def __init__(self, hidden: torch.Tensor) -> None:
+        super().__init__()
+        self.hidden = hidden
+
+
+def _blocks(model, n: int) -> torch.nn.ModuleList | None:
+    """The model's list of its `n` transformer blocks (BERT `encoder.layer`, GPT-2 `h`, ...),
+    found as the one ModuleList of length n; None if there is no single such list."""
+    found = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n]
+    return found[0] if len(found) == 1 else None
+
+
+def hidden_state(model, input_ids: torch.Tensor, mask: torch.Tensor, layer: int,
+                 blocks: torch.nn.ModuleList | None) -> torch.Tensor:
+    """hidden_states[layer] [B, T, d], without running the blocks above `layer`.
+
+    For 1 <= layer < last, hidden_states[layer] is the output of block layer-1, so a hook there
+    stops the forward pass early (half the cost at the default layer 3 of MiniLM's 6). The last
+    layer (a causal LM may apply a final norm to it) and the embeddings take the full pass."""
+    n = len(blocks) if blocks is not None else 0
+    if blocks is None or not 1 <= layer < n:
+        out = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
+        return out.hidden_states[layer]
+
+    def stop(_module, _inputs, output):
+        raise _Reached(output[0] if isinstance(output, tuple) else output)
+
+    handle = blocks[layer - 1].register_forward_hook(stop)
+    try:
+        model(input_ids=input_ids, attention_mask=mask)
+    except _Reached as r:
+        return r.hidden
+    finally:
+        handle.remove()
+    raise DataError(f"{type(model).__name__} never ran block {layer - 1}; cannot extract "
+                    f"layer {layer}.")
 
 
 def _warn_truncated(tok, texts: list[str], ids: list[list[int]], max_length: int) -> None:
