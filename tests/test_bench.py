@@ -6,6 +6,7 @@ import json
 import statistics
 from pathlib import Path
 
+import pytest
 import torch
 
 from sae_exp import bench
@@ -87,3 +88,33 @@ def test_notebook_port_keeps_the_notebook_behaviour():
     assert ((sae.encode(x) > 0).sum(1) == 20).all()  # ... and not at inference (its bug)
     assert torch.equal(sae.decoder.weight, sae.encoder.weight.t())  # starts as the transpose
     assert sae.decoder.weight.data_ptr() != sae.encoder.weight.data_ptr()  # but is a copy
+
+
+def test_breakdown_times_the_trainers_auxk_and_every_piece():
+    """The breakdown's AuxK is the trainer's (same value on the same dead latents), and every
+    piece is timed in every round."""
+    import torch
+
+    from sae_exp.bench_breakdown import PIECES, _aux_loss, breakdown
+    from sae_exp.config import OptimizerConfig, SparsityConfig, TrainerConfig
+    from sae_exp.model.sae import SAE
+    from sae_exp.train.trainer import Trainer
+
+    torch.manual_seed(0)
+    sae = SAE(16, 64, k=4)
+    tr = Trainer(sae, OptimizerConfig(), SparsityConfig(top_k=4, aux_k=8, dead_after_rows=10),
+                 TrainerConfig(epochs=1, batch_size=32), torch.device("cpu"))
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[::3] = True
+    tr.state.rows_since_fired = torch.where(dead, 100, 0)
+    x = torch.randn(32, 16)
+    out = sae(x)
+    want = tr._aux_loss(x, out)
+    got = _aux_loss(sae, x, out.x_hat, out.enc.pre_acts, dead, 8)
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+
+    res = breakdown(d_in=16, d_sae=64, k=4, batch=32, rounds=3, aux_k=8)
+    assert set(res["pieces"]) == set(PIECES)
+    assert all(len(p["times"]) == 3 for p in res["pieces"].values())
+    s = res["step_s"]
+    assert 0 < s["min"] <= s["median"] <= s["max"]
