@@ -31,6 +31,7 @@ import torch
 
 from sae_exp.bench import hardware, make_adam
 from sae_exp.model.sae import SAE
+from sae_exp.train.trainer import dead_topk
 
 PIECES = ("floor", "select", "gather_acts", "decode", "aux", "backward", "project", "clip",
           "adam", "renorm")
@@ -45,9 +46,9 @@ def _aux_loss(sae: SAE, x: torch.Tensor, x_hat: torch.Tensor, pre: torch.Tensor,
               dead: torch.Tensor, aux_k: int) -> torch.Tensor:
     """AuxK as the trainer computes it: the residual from the top aux_k dead latents."""
     resid = (x - x_hat).detach()
-    top = pre.masked_fill(~dead, -torch.inf).topk(aux_k, dim=1, sorted=False)
-    aux_acts = sae.gather_acts(x, pre, top.indices) * torch.isfinite(top.values)
-    return (sae.decode(aux_acts, top.indices, bias=False) - resid).pow(2).mean()
+    idx = dead_topk(pre, dead, min(aux_k, int(dead.sum())))
+    aux_acts = sae.gather_acts(x, pre, idx)
+    return (sae.decode(aux_acts, idx, bias=False) - resid).pow(2).mean()
 
 
 def breakdown(d_in: int, d_sae: int, k: int, batch: int, rounds: int = 8, aux_k: int | None = None,

@@ -52,3 +52,18 @@ def test_auxk_revives_dead_latents():
     _, with_aux = _train(data, epochs=40, k=2, d_sae=64, aux_coeff=1 / 32)
     _, without = _train(data, epochs=40, k=2, d_sae=64, aux_coeff=0.0)
     assert with_aux[-1]["dead_fraction"] < without[-1]["dead_fraction"]
+
+
+def test_dead_topk_equals_a_masked_topk():
+    """AuxK's search among dead columns picks the same latents as a top-k over all columns with
+    the live ones masked out."""
+    from sae_exp.train.trainer import dead_topk
+
+    g = torch.Generator().manual_seed(0)
+    pre = torch.randn(50, 300, generator=g)
+    dead = torch.rand(300, generator=g) < 0.1
+    k = 7
+    got = dead_topk(pre, dead, k)
+    want = pre.masked_fill(~dead, -torch.inf).topk(k, dim=1).indices
+    assert dead[got].all()
+    assert torch.equal(got.sort(1).values, want.sort(1).values)

@@ -60,6 +60,16 @@ def batch_fvu(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     return float((x - x_hat).pow(2).sum() / denom.clamp_min(1e-12))
 
 
+def dead_topk(pre: torch.Tensor, dead: torch.Tensor, k: int) -> torch.Tensor:
+    """[B, k] ids of the k largest pre-activations among the dead latents (k <= #dead).
+
+    Only the dead columns are gathered and searched: with 1% of 16k latents dead this is a
+    top-k over 164 columns instead of a masked copy of, and a top-k over, all of them."""
+    dead_ids = torch.nonzero(dead).squeeze(1)
+    local = pre.index_select(1, dead_ids).topk(k, dim=1, sorted=False).indices
+    return dead_ids[local]
+
+
 def make_adam(params: list, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
     """Fused Adam where this torch build has it (one kernel per tensor: ~10 ms instead of ~75 ms
     per step for two 768 x 16384 matrices on 2 CPU cores), else torch's default Adam."""
@@ -182,8 +192,7 @@ class Trainer:
         if n_dead == 0:
             return None
         k_aux = min(self.sp_cfg.aux_k or max(self.sae.d_in // 2, 1), n_dead)
-        pre = out.enc.pre_acts.masked_fill(~dead, -torch.inf)
-        idx = pre.topk(k_aux, dim=1, sorted=False).indices
+        idx = dead_topk(out.enc.pre_acts, dead, k_aux)
         aux_acts = self.sae.gather_acts(x, out.enc.pre_acts, idx)
         e = (x - out.x_hat).detach()
         e_hat = self.sae.decode(aux_acts, idx, bias=False)
