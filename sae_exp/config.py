@@ -125,7 +125,7 @@ class AnalysisConfig:
     fire_percentile: float = 99.0
     bootstrap: int = 1000
     permutations: int = 200
-    probe_k: list[int] = field(default_factory=lambda: [1, 2, 5])
+    probe_k: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 20])
     top_examples: int = 5
     min_sentences: int = 20  # fewer sentences than this in a label: warning in the report
     seed: int = 0

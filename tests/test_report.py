@@ -160,7 +160,7 @@ def test_a_run_without_resampling_still_renders(tmp_path):
     report.write_report(tmp_path, rep, HISTORY[:1])
     md = (tmp_path / files.REPORT_MD).read_text()
     assert "| a\\|b | 0.231 | n/a |" in md
-    assert "- analysis.bootstrap=0: no confidence intervals." in md
+    assert "- analysis.bootstrap=0: no intervals." in md
     saved = _strict_json((tmp_path / files.REPORT_JSON).read_text())
     assert saved["pairs"]["a|b"]["jaccard_ci"] is None and saved["pairs"]["a|b"]["p_value"] is None
     assert len(report.figure_paths(tmp_path)) == 4

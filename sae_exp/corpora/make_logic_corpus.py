@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from sae_exp.corpora.grammar import Gen, contract, tidy
-from sae_exp.corpora.templates import TEMPLATES, Template
+from sae_exp.corpora.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
 
