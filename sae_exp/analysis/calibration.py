@@ -126,7 +126,7 @@ def coverage_study(n_sets: int = 200, n: int = 300, resamples: int = 200, n_trut
     """Coverage of the a|b Jaccard and overlap-coefficient intervals over planted data sets."""
     rng = np.random.default_rng(seed)
     rows = []
-    for _ in (progress or range)(n_sets):
+    for _ in (progress or iter)(range(n_sets)):
         pop = graded_population(rng, **population)
         theta_j, theta_o = expected_overlap(pop, n, n_truth, alpha, min_log2, rng)
         F, label_of = draw(pop, n, rng)
@@ -165,7 +165,7 @@ def null_pvalue_study(n_sets: int = 200, n: int = 300, permutations: int = 199,
     """Labels shuffled across sentences: the a|b p-value and the association-set sizes."""
     rng = np.random.default_rng(seed)
     p, sizes = [], []
-    for _ in (progress or range)(n_sets):
+    for _ in (progress or iter)(range(n_sets)):
         pop = graded_population(rng, **population)
         F, label_of = draw(pop, n, rng)
         label_of = rng.permutation(label_of)
@@ -194,7 +194,7 @@ def shared_study(n_sets: int = 200, n: int = 300, n_shared: int = 0, alpha: floa
     defaults = dict(d=1000, n_a=150, n_b=150, effect=(3.0, 12.0), rate=(0.002, 0.2))
     defaults.update(population)
     cond, naive = [], []
-    for _ in (progress or range)(n_sets):
+    for _ in (progress or iter)(range(n_sets)):
         pop = graded_population(rng, n_shared=n_shared, rate_driven=True, **defaults)
         F, label_of = draw(pop, n, rng)
         design = _design(label_of)
