@@ -140,9 +140,9 @@ def test_user_csv_with_groups_is_split_by_group(tmp_path):
     for lab in ("a", "b"):
         assert ((s.labels == lab) & (s.splits == "test")).sum() == 10  # 2 of 8 groups
     assert s.split_rule.startswith("by group")
-    assert load_corpus(str(p.with_name("groups.csv")), 0.25, 1).splits.tolist() == s.splits.tolist()
-    plain = load_corpus(str(_write_csv(tmp_path / "plain.csv", [r.rsplit(",", 1)[0] for r in rows])),
-                        0.25, 1)
+    assert load_corpus(str(p), 0.25, 1).splits.tolist() == s.splits.tolist()
+    no_groups = _write_csv(tmp_path / "plain.csv", [r.rsplit(",", 1)[0] for r in rows])
+    plain = load_corpus(str(no_groups), 0.25, 1)
     assert plain.split_rule.startswith("by sentence") and plain.groups is None
     assert "disjoint" in load_corpus(None, 0.2, 0).split_rule
 
