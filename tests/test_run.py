@@ -37,9 +37,23 @@ def test_run_writes_every_contract_file(tmp_path):
     for key in ["fvu", "mse", "explained_variance", "l0", "dead_fraction", "dense_fraction"]:
         assert isinstance(rep["metrics"][key], (int, float)), key
     assert rep["metrics"]["explained_variance"] == pytest.approx(1 - rep["metrics"]["fvu"])
-    assert set(rep["categories"]) == {"conditional", "quantifier", "control"}
-    pair = rep["pairs"]["conditional|quantifier"]
-    assert {"jaccard", "jaccard_ci", "overlap_coefficient", "shared", "p_value"} <= set(pair)
+    cats = rep["categories"]
+    assert set(cats) == {"conditional", "quantifier", "control"}
+    split = rep["split"]
+    assert sum(c["n_sentences"] for c in cats.values()) == (
+        split["n_train_sentences"] + split["n_test_sentences"])
+    for c in cats.values():  # the contract fields mean what DESIGN.md says
+        assert c["n_sentences"] == c["n_train_sentences"] + c["n_test_sentences"]
+        assert set(c["specific"]) <= set(c["features"]) and c["n_rows"] >= c["n_sentences"]
+    for key, pair in rep["pairs"].items():
+        A, B = (set(cats[lab]["features"]) for lab in key.split("|"))
+        assert set(pair["shared"]) == A & B
+        assert pair["jaccard"] == (len(A & B) / len(A | B) if A | B else 0.0)
+        assert pair["overlap_coefficient"] == (
+            len(A & B) / min(len(A), len(B)) if A and B else 0.0)
+        lo, hi = pair["jaccard_ci"]
+        assert 0.0 <= lo <= pair["jaccard"] <= hi <= 1.0
+        assert 0.0 < pair["p_value"] <= 1.0
     lines = (out / files.METRICS).read_text().splitlines()
     assert lines and {"step", "loss", "l0", "fvu", "dead_fraction"} <= set(json.loads(lines[-1]))
 
