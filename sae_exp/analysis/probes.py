@@ -248,4 +248,8 @@ def compare_probes(out: dict) -> str:
         text += (f"; no k-sparse probe comes within 0.01 of the dense probe (gap "
                  f"{dense - best:.3f}), so the SAE latents miss part of the label information "
                  "in the raw activations")
+    mc, md = out.get("multiclass"), out.get("multiclass_dense")
+    if mc and md:
+        text += (f"; multi-class accuracy: specific-set probe {mc['accuracy']:.3f}, dense "
+                 f"{md['accuracy']:.3f}")
     return text + "."
