@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,7 +74,8 @@ def test_agent_command_runs_the_app(tmp_path):
     argv = agent_command(sweep, values)
     assert argv[0] == "/usr/bin/env" and argv[1:4] == [sys.executable, "-m", "sae_exp.run"]
     assert f"sparsity.top_k={values['sparsity.top_k']}" in argv  # args_no_hyphens: key=value
-    tiny = [a for a in TINY if a.split("=")[0] not in SEARCHED]  # keep the sweep's choices
+    tiny = [a for a in TINY if a.split("=")[0] not in SEARCHED and not a.startswith("wandb.mode")]
+    tiny.append("wandb.mode=offline")  # so the W&B summary is written and can be read back
     run_dir = tmp_path / "agent_run"
     env = {**os.environ, "WANDB_SILENT": "true"}
     proc = subprocess.run([*argv, *tiny, f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env,
@@ -82,7 +84,27 @@ def test_agent_command_runs_the_app(tmp_path):
     rep = json.loads((run_dir / "report.json").read_text())
     assert rep["run"]["top_k"] == values["sparsity.top_k"]
     assert rep["run"]["d_sae"] == values["model.hidden_dim"]
-    assert "fvu" in rep["metrics"]  # logged to the W&B summary as metrics/fvu
+    # the W&B summary holds the report's numbers (what a sweep ranks runs by)
+    summary = _offline_summary(next((run_dir / "wandb").glob("offline-run-*/*.wandb")))
+    for key in ("fvu", "l0", "dead_fraction"):
+        assert summary[f"metrics/{key}"] == pytest.approx(rep["metrics"][key]), key
     snap = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     assert snap["sparsity"]["sparsity_coeff"] == values["sparsity.sparsity_coeff"]
     assert Path(run_dir / ".hydra" / "overrides.yaml").read_text().count("=") >= len(values)
+
+
+def _offline_summary(path: Path) -> dict:
+    """Summary items of an offline .wandb log: in its protobuf records each item is the key
+    (field 1) then its JSON value (field 16, tag bytes 0x82 0x01); the last update wins."""
+    raw = path.read_bytes()
+    out = {}
+    for m in re.finditer(rb"\n([\x01-\x7f])([\x20-\x7e]+?)\x82\x01([\x01-\x7f])", raw):
+        if len(m.group(2)) != m.group(1)[0]:
+            continue
+        start = m.end()
+        value = raw[start:start + m.group(3)[0]]
+        try:
+            out[m.group(2).decode()] = json.loads(value)
+        except ValueError:
+            continue
+    return out
