@@ -93,18 +93,50 @@ def test_agent_command_runs_the_app(tmp_path):
     assert Path(run_dir / ".hydra" / "overrides.yaml").read_text().count("=") >= len(values)
 
 
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    val, shift = 0, 0
+    while True:
+        b = buf[i]
+        val |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            return val, i
+        shift += 7
+
+
+def _fields(buf: bytes):
+    """(field number, bytes) of a protobuf message holding only length-delimited fields;
+    raises ValueError on anything else (so random bytes are rejected)."""
+    i, out = 0, []
+    while i < len(buf):
+        tag, i = _varint(buf, i)
+        if tag & 7 != 2:
+            raise ValueError("not length-delimited")
+        n, i = _varint(buf, i)
+        if i + n > len(buf):
+            raise ValueError("overrun")
+        out.append((tag >> 3, buf[i:i + n]))
+        i += n
+    return out
+
+
 def _offline_summary(path: Path) -> dict:
-    """Summary items of an offline .wandb log: in its protobuf records each item is the key
-    (field 1) then its JSON value (field 16, tag bytes 0x82 0x01); the last update wins."""
+    """Summary of an offline .wandb log: Record field 3 is a SummaryRecord, whose field 1
+    items hold a key (field 1) and a JSON value (field 16); history records (field 2) are not
+    read. The last update of a key wins."""
     raw = path.read_bytes()
-    out = {}
-    for m in re.finditer(rb"\n([\x01-\x7f])([\x20-\x7e]+?)\x82\x01([\x01-\x7f])", raw):
-        if len(m.group(2)) != m.group(1)[0]:
-            continue
-        start = m.end()
-        value = raw[start:start + m.group(3)[0]]
+    out: dict = {}
+    for m in re.finditer(rb"\x1a", raw):
         try:
-            out[m.group(2).decode()] = json.loads(value)
-        except ValueError:
+            n, start = _varint(raw, m.end())
+            items = _fields(raw[start:start + n])
+            update = {}
+            for field, item in items:
+                parts = dict(_fields(item))
+                if field != 1 or 1 not in parts or 16 not in parts:
+                    raise ValueError("not a summary item")
+                update[parts[1].decode()] = json.loads(parts[16])
+        except (ValueError, IndexError, UnicodeDecodeError):
             continue
+        out.update(update)
     return out
