@@ -77,7 +77,9 @@ def test_agent_command_runs_the_app(tmp_path):
     tiny = [a for a in TINY if a.split("=")[0] not in SEARCHED and not a.startswith("wandb.mode")]
     tiny.append("wandb.mode=offline")  # so the W&B summary is written and can be read back
     run_dir = tmp_path / "agent_run"
-    env = {**os.environ, "WANDB_SILENT": "true"}
+    # the checkout's code, not whatever sae_exp the interpreter would import from the cwd
+    env = {**os.environ, "WANDB_SILENT": "true",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([*argv, *tiny, f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
