@@ -107,8 +107,10 @@ def test_report_recovers_planted_overlap(tmp_path):
 
     Planted: 8 specific features per label, 4 shared by conditional and quantifier, so
     Jaccard(conditional, quantifier) = 4 / 20 = 0.2 and 0 for the pairs with control. Tolerance:
-    the planted value must lie in the reported bootstrap CI, and the point estimate within 0.05
-    (one latent more or less in a 20-latent union moves it by ~0.01-0.04)."""
+    the point estimate within 0.05 (one latent more or less in a 20-latent union moves it by
+    ~0.01-0.04). The interval is about resampling sentences for this SAE's latents; a latent the
+    SAE split or missed moves the estimate without any sentence noise, so the interval need
+    not hold the planted value (its coverage is measured by `python -m sae_exp.calibrate`)."""
     import numpy as np
 
     from sae_exp.config import SyntheticDataConfig
@@ -126,7 +128,7 @@ def test_report_recovers_planted_overlap(tmp_path):
     for pair, planted in truth["jaccard"].items():
         got = rep["pairs"][pair]
         lo, hi = got["jaccard_ci"]
-        assert lo - 1e-9 <= planted <= hi + 1e-9, (pair, got)
+        assert lo <= got["jaccard"] <= hi and hi - lo < 0.2, (pair, got)
         assert abs(got["jaccard"] - planted) <= 0.05, (pair, got["jaccard"], planted)
     W_dec = load_file(str(out / files.SAE_WEIGHTS))["W_dec"].numpy()
     nearest = (W_dec @ truth["directions"].T).argmax(axis=1)  # planted feature of each latent
