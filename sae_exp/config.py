@@ -123,13 +123,13 @@ class AnalysisConfig:
     min_log2_ratio: float = 1.0  # minimum effect: log2 firing-rate ratio label / baseline
     fire_fraction: float = 0.2  # fires if act > fire_fraction * p{fire_percentile} of active acts
     fire_percentile: float = 99.0
-    bootstrap: int = 1000
+    bootstrap: int = 200  # subsamples without replacement behind each interval (old name kept)
     permutations: int = 200
-    probe_k: list[int] = field(default_factory=lambda: [1, 2, 5])
+    probe_k: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 20])
     top_examples: int = 5
     min_sentences: int = 20  # fewer sentences than this in a label: warning in the report
     seed: int = 0
-    ci_level: float = 0.95  # two-sided level of the bootstrap percentile CIs
+    ci_level: float = 0.95  # two-sided nominal level of the subsampling intervals
     probe_l2: float = 1.0  # L2 weight of the logistic probes (on standardised features)
 
 

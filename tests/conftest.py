@@ -49,6 +49,9 @@ def run_cli(module: str, args: list[str], cwd: Path, env: dict | None = None,
     """Run `python -m <module> <args>` as a user would, in `cwd`."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "HYDRA_"))}
     full_env["WANDB_SILENT"] = "true"
+    # the checkout under test, also from a worktree whose editable install points elsewhere
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH"))
+                                             if p)
     for key, value in (env or {}).items():  # None removes a variable
         if value is None:
             full_env.pop(key, None)

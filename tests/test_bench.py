@@ -34,12 +34,25 @@ def test_quick_run_writes_table_and_json(tmp_path: Path, capsys):
             assert {impl + suffix for suffix in PER_IMPL} <= row.keys(), impl
             assert row[f"{impl}_status"] == "ok", row["notes"]
             assert row[f"{impl}_s"] > 0
-        paired = [a / b for a, b in zip(row["sparse_times"], row["floor_times"], strict=True)]
-        assert row["ratio_to_floor"] == statistics.median(paired)  # per-round ratios
-        paired = [a / b for a, b in zip(row["notebook_times"], row["sparse_times"], strict=True)]
-        assert row["speedup_vs_notebook"] == statistics.median(paired)
+        for impl in bench.IMPLS:  # each reported step time is the median of its rounds
+            assert row[f"{impl}_s"] == statistics.median(row[f"{impl}_times"])
+            assert row[f"{impl}_rows_per_s"] == row["batch"] / row[f"{impl}_s"]
+        assert len(row["sparse_times"]) == len(row["floor_times"]) == data["settings"]["steps"]
         assert row["sparse_adam"] in ("fused", "default") and row["notebook_adam"] == "default"
         assert row["sparse_step_mem_mb"] is None or row["sparse_step_mem_mb"] >= 0
+
+
+def test_ratios_are_medians_of_per_round_ratios_not_ratios_of_medians(monkeypatch):
+    """Load that changes between rounds hits every implementation of a round alike, so speedups
+    are taken within a round: with these times the ratio of medians would be 3 and 8/3."""
+    times = {"floor": [1.0, 4.0, 1.0], "sparse": [2.0, 4.0, 3.0], "notebook": [6.0, 8.0, 9.0]}
+    monkeypatch.setattr(bench, "_build", lambda impl, case, x: (impl, "default"))
+    monkeypatch.setattr(bench, "_timed", lambda step, device: (times[step].pop(0), None))
+    res = bench.run_config({"impls": ["floor", "sparse", "notebook"], "batch": 4, "d_in": 2,
+                            "steps": 3, "warmup": 0, "device": "cpu"})
+    assert res["ratio_to_floor"] == 2.0  # per round: 2, 1, 3
+    assert res["speedup_vs_notebook"] == 3.0  # per round: 3, 2, 3
+    assert res["impls"]["sparse"]["step_s"] == 3.0 and res["speedup_vs_dense"] is None
 
 
 def test_cases_over_the_limits_are_skipped_and_said_so():

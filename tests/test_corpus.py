@@ -69,17 +69,25 @@ def test_subsets_hold_what_their_names_promise(records):
     assert {"unless", "provided", "as_long_as", "inverted_had", "imperative_and"} <= no_if_forms
 
 
-def test_split_is_fixed_and_holds_out_whole_templates(records):
+def test_split_is_by_frame_and_frames_are_disjoint(records):
+    """No test sentence uses a frame that any training sentence uses, in every label and
+    subset (traps included), and every marker (form) is still seen in training."""
     splits = Counter(r["split"] for r in records)
     assert set(splits) == {"train", "test"}
     assert 0.15 < splits["test"] / len(records) < 0.35
-    by_template: dict[str, set[str]] = {}
-    for r in records:
-        by_template.setdefault(r["template"], set()).add(r["split"])
-    assert any(s == {"test"} for s in by_template.values())
-    for label in REQUIRED_SUBSETS:
-        for split in ("train", "test"):
-            assert any(r["label"] == label and r["split"] == split for r in records)
+    train_frames = {r["group"] for r in records if r["split"] == "train"}
+    test_frames = {r["group"] for r in records if r["split"] == "test"}
+    assert train_frames and test_frames and not train_frames & test_frames
+    for r in records:  # the frame is the template without its subset
+        label, _, form, name = r["template"].split(".")
+        assert r["group"] == f"{label}.{form}.{name}"
+    for label, subsets in REQUIRED_SUBSETS.items():
+        for subset in subsets:
+            rows = [r for r in records if (r["label"], r["subset"]) == (label, subset)]
+            share = sum(r["split"] == "test" for r in rows) / len(rows)
+            assert 0.1 < share < 0.4, (label, subset, share)
+            train_forms = {r["form"] for r in rows if r["split"] == "train"}
+            assert {r["form"] for r in rows} == train_forms, (label, subset)
     # the reader keeps the stored split whatever the seed or test_fraction
     a = load_corpus(None, test_fraction=0.2, seed=0)
     b = load_corpus(None, test_fraction=0.5, seed=7)
@@ -119,6 +127,24 @@ def test_user_csv_with_four_labels_gets_a_stratified_seeded_split(tmp_path):
     other = load_corpus(str(p), test_fraction=0.25, seed=4)
     assert np.array_equal(s.splits, again.splits)
     assert not np.array_equal(s.splits, other.splits)
+
+
+def test_user_csv_with_groups_is_split_by_group(tmp_path):
+    """A `group` column (frame, source document) makes the split hold out whole groups."""
+    rows = [f"sentence {i} from frame {g} about {lab},{lab},,{lab}{g}"
+            for lab in ("a", "b") for g in range(8) for i in range(5)]
+    p = _write_csv(tmp_path / "groups.csv", rows, header="text,label,subset,group")
+    s = load_corpus(str(p), test_fraction=0.25, seed=1)
+    train, test = set(s.groups[s.splits == "train"]), set(s.groups[s.splits == "test"])
+    assert test and not train & test
+    for lab in ("a", "b"):
+        assert ((s.labels == lab) & (s.splits == "test")).sum() == 10  # 2 of 8 groups
+    assert s.split_rule.startswith("by group")
+    assert load_corpus(str(p), 0.25, 1).splits.tolist() == s.splits.tolist()
+    no_groups = _write_csv(tmp_path / "plain.csv", [r.rsplit(",", 1)[0] for r in rows])
+    plain = load_corpus(str(no_groups), 0.25, 1)
+    assert plain.split_rule.startswith("by sentence") and plain.groups is None
+    assert "disjoint" in load_corpus(None, 0.2, 0).split_rule
 
 
 def test_user_jsonl_keeps_given_split_ids_and_extra_fields(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -59,7 +60,11 @@ def test_inspect_jsonl_file(minilm_run, tmp_path):
         acts = [a for _, a in o["latents"]]
         assert acts == sorted(acts, reverse=True) and all(a > 0 for a in acts)
         assert all(0 <= j < 64 for j, _ in o["latents"])
-    assert "accuracy on the 3 inputs" in res.stderr
+    # the printed accuracy is the share of labelled inputs whose prediction is their label
+    shown = re.search(r"accuracy on the (\d+) inputs with a known label: ([0-9.]+)", res.stderr)
+    assert shown, res.stderr
+    right = sum(o["predicted"] == o["label"] for o in out)
+    assert int(shown.group(1)) == 3 and float(shown.group(2)) == pytest.approx(right / 3, abs=5e-4)
 
 
 def test_inspect_stdin_plain_text_matches_file(minilm_run, tmp_path):

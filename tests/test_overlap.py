@@ -103,8 +103,10 @@ def test_jaccard_and_its_ci_recover_the_planted_overlap(pitfall, pitfall_report)
     ab = pitfall_report["pairs"]["a|b"]
     assert set(ab["shared"]) == pitfall.features["a"] & pitfall.features["b"]
     assert ab["p_value"] <= 2 / (FAST["permutations"] + 1)  # beats every permutation
-    assert ab["p_shared"] < 0.01
-    assert pitfall_report["pairs"]["a|control"]["p_value"] == 1.0  # J = 0: no evidence
+    # every planted latent here is silent on control, so among the latents with its firing
+    # rate (the only ones p_shared compares with) a and b share no more than chance: 6 of 16
+    assert ab["p_shared"] > 0.5
+    assert pitfall_report["pairs"]["a|control"]["p_value"] > 0.5  # J = 0: no evidence
 
 
 def test_shuffled_labels_give_no_specific_latents_and_no_small_p_value():
@@ -112,7 +114,8 @@ def test_shuffled_labels_give_no_specific_latents_and_no_small_p_value():
     rep = overlap.analyze(planted.top_indices, planted.top_acts, planted.data, 200,
                           AnalysisConfig(**FAST))
     assert sum(c["n_specific"] for c in rep["categories"].values()) <= 2
-    assert all(pr["p_value"] > 0.2 for pr in rep["pairs"].values())
+    # uniform under this null: small p-values only by chance (their calibration: test_calibrate)
+    assert all(pr["p_value"] > 0.01 for pr in rep["pairs"].values()), rep["pairs"]
     assert all(c["null_features"] <= 1 for c in rep["categories"].values())
 
 
@@ -275,19 +278,12 @@ def test_overlap_properties_on_random_codes(seed, n_sent, d_sae, k, n_labels, ma
     for pr in rep["pairs"].values():
         assert 0.0 <= pr["jaccard"] <= 1.0
         assert pr["overlap_coefficient"] >= pr["jaccard"] - 1e-12
-        lo, hi = pr["jaccard_ci"]
-        assert 0.0 <= lo <= hi <= 1.0
+        if pr["jaccard_ci"] is not None:  # None: a label with < 2 train sentences
+            lo, hi = pr["jaccard_ci"]
+            assert 0.0 <= lo <= pr["jaccard"] <= hi <= 1.0
         assert 0.0 < pr["p_value"] <= 1.0
     specific = [set(c["specific"]) for c in rep["categories"].values()]
     for i, a in enumerate(specific):
         assert a <= set(list(rep["categories"].values())[i]["features"])
         for b in specific[i + 1:]:
             assert not a & b
-
-
-def test_an_estimate_outside_its_ci_is_flagged():
-    pairs = {"a|b": {"jaccard": 0.0, "jaccard_ci": [0.12, 1.0]},
-             "a|c": {"jaccard": 0.2, "jaccard_ci": [0.1, 0.3]},
-             "b|c": {"jaccard": 0.2, "jaccard_ci": None}}
-    warnings = overlap._ci_warnings(pairs)
-    assert len(warnings) == 1 and warnings[0].startswith("a|b: Jaccard 0.000 lies outside")

@@ -23,8 +23,12 @@ HISTORY = [{"step": s, "epoch": s // 10, "loss": 1 / (s + 1), "mse": 0.5 / (s + 
 
 
 @pytest.fixture(scope="module")
-def analysis() -> dict:
-    planted = make_planted(k=8)
+def planted():
+    return make_planted(k=8)
+
+
+@pytest.fixture(scope="module")
+def analysis(planted) -> dict:
     rep = overlap.analyze(planted.top_indices, planted.top_acts, planted.data, 200,
                           AnalysisConfig(bootstrap=50, permutations=30))
     rep["metrics"] = {"fvu": 0.12, "mse": 0.003, "explained_variance": 0.88, "l0": 8.0,
@@ -64,18 +68,29 @@ def _table_headers(md: str) -> set[str]:
     return heads
 
 
-def test_report_json_is_valid_and_has_the_design_fields(written, analysis):
+def test_report_json_holds_the_planted_truth_and_md_shows_it(written, analysis, planted):
     rep = _strict_json((written / files.REPORT_JSON).read_text())
-    for key in ("fvu", "mse", "explained_variance", "l0", "dead_fraction", "dense_fraction"):
-        assert rep["metrics"][key] == analysis["metrics"][key]
-    for lab in ("a", "b", "control"):
+    assert rep["metrics"]["explained_variance"] == pytest.approx(1 - rep["metrics"]["fvu"])
+    md = (written / files.REPORT_MD).read_text()
+    for key in ("fvu", "mse", "l0"):  # report.md shows report.json's numbers
+        assert f"| {key} | {rep['metrics'][key]:.3f} |" in md
+    n_planted = len(planted.data.sentences)
+    for lab in ("a", "b", "control"):  # the fields hold the planted truth, not just a shape
         cat = rep["categories"][lab]
-        assert {"n_sentences", "n_rows", "features", "specific"} <= set(cat)
-        assert set(cat["specific"]) <= set(cat["features"])
-    for key in ("a|b", "a|control", "b|control"):
+        assert cat["n_sentences"] == (np.asarray(planted.data.sentences.labels) == lab).sum()
+        assert cat["n_rows"] == 6 * cat["n_sentences"]  # 6 tokens per planted sentence
+        assert set(cat["specific"]) == planted.specific[lab]
+        assert set(cat["features"]) == planted.features[lab]
+    assert sum(c["n_sentences"] for c in rep["categories"].values()) == n_planted
+    for key, truth in planted.jaccard.items():
         pr = rep["pairs"][key]
-        assert {"jaccard", "jaccard_ci", "overlap_coefficient", "shared", "p_value"} <= set(pr)
-        assert len(pr["jaccard_ci"]) == 2
+        a, b = key.split("|")
+        assert set(pr["shared"]) == planted.features[a] & planted.features[b]
+        assert pr["jaccard"] == pytest.approx(truth)
+        lo, hi = pr["jaccard_ci"]
+        assert lo <= pr["jaccard"] <= hi
+        assert f"| {key.replace('|', chr(92) + '|')} | {truth:.3f} | [{lo:.3f}, {hi:.3f}] |" in md
+    assert rep["pairs"]["a|b"]["p_value"] < 0.05 and rep["pairs"]["a|control"]["n_shared"] == 0
     for key in ("naive_overlap", "probe", "baseline", "thresholds", "warnings", "definitions"):
         assert key in rep
     assert "latents" not in rep and rep["features_file"] == files.FEATURES  # one line per latent
@@ -160,7 +175,7 @@ def test_a_run_without_resampling_still_renders(tmp_path):
     report.write_report(tmp_path, rep, HISTORY[:1])
     md = (tmp_path / files.REPORT_MD).read_text()
     assert "| a\\|b | 0.231 | n/a |" in md
-    assert "- analysis.bootstrap=0: no confidence intervals." in md
+    assert "- analysis.bootstrap=0: no intervals." in md
     saved = _strict_json((tmp_path / files.REPORT_JSON).read_text())
     assert saved["pairs"]["a|b"]["jaccard_ci"] is None and saved["pairs"]["a|b"]["p_value"] is None
     assert len(report.figure_paths(tmp_path)) == 4

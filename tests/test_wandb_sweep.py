@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,16 +74,71 @@ def test_agent_command_runs_the_app(tmp_path):
     argv = agent_command(sweep, values)
     assert argv[0] == "/usr/bin/env" and argv[1:4] == [sys.executable, "-m", "sae_exp.run"]
     assert f"sparsity.top_k={values['sparsity.top_k']}" in argv  # args_no_hyphens: key=value
-    tiny = [a for a in TINY if a.split("=")[0] not in SEARCHED]  # keep the sweep's choices
+    tiny = [a for a in TINY if a.split("=")[0] not in SEARCHED and not a.startswith("wandb.mode")]
+    tiny.append("wandb.mode=offline")  # so the W&B summary is written and can be read back
     run_dir = tmp_path / "agent_run"
-    env = {**os.environ, "WANDB_SILENT": "true"}
+    # the checkout's code, not whatever sae_exp the interpreter would import from the cwd
+    env = {**os.environ, "WANDB_SILENT": "true",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([*argv, *tiny, f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rep = json.loads((run_dir / "report.json").read_text())
     assert rep["run"]["top_k"] == values["sparsity.top_k"]
     assert rep["run"]["d_sae"] == values["model.hidden_dim"]
-    assert "fvu" in rep["metrics"]  # logged to the W&B summary as metrics/fvu
+    # the W&B summary holds the report's numbers (what a sweep ranks runs by)
+    summary = _offline_summary(next((run_dir / "wandb").glob("offline-run-*/*.wandb")))
+    for key in ("fvu", "l0", "dead_fraction"):
+        assert summary[f"metrics/{key}"] == pytest.approx(rep["metrics"][key]), key
     snap = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     assert snap["sparsity"]["sparsity_coeff"] == values["sparsity.sparsity_coeff"]
     assert Path(run_dir / ".hydra" / "overrides.yaml").read_text().count("=") >= len(values)
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    val, shift = 0, 0
+    while True:
+        b = buf[i]
+        val |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            return val, i
+        shift += 7
+
+
+def _fields(buf: bytes):
+    """(field number, bytes) of a protobuf message holding only length-delimited fields;
+    raises ValueError on anything else (so random bytes are rejected)."""
+    i, out = 0, []
+    while i < len(buf):
+        tag, i = _varint(buf, i)
+        if tag & 7 != 2:
+            raise ValueError("not length-delimited")
+        n, i = _varint(buf, i)
+        if i + n > len(buf):
+            raise ValueError("overrun")
+        out.append((tag >> 3, buf[i:i + n]))
+        i += n
+    return out
+
+
+def _offline_summary(path: Path) -> dict:
+    """Summary of an offline .wandb log: Record field 3 is a SummaryRecord, whose field 1
+    items hold a key (field 1) and a JSON value (field 16); history records (field 2) are not
+    read. The last update of a key wins."""
+    raw = path.read_bytes()
+    out: dict = {}
+    for m in re.finditer(rb"\x1a", raw):
+        try:
+            n, start = _varint(raw, m.end())
+            items = _fields(raw[start:start + n])
+            update = {}
+            for field, item in items:
+                parts = dict(_fields(item))
+                if field != 1 or 1 not in parts or 16 not in parts:
+                    raise ValueError("not a summary item")
+                update[parts[1].decode()] = json.loads(parts[16])
+        except (ValueError, IndexError, UnicodeDecodeError):
+            continue
+        out.update(update)
+    return out

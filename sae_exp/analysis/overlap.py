@@ -13,8 +13,12 @@ The numbers a researcher reads in report.md come from here:
 3. Association: one-sided Fisher exact test (label enriched over its baseline) computed as the
    hypergeometric upper tail, Benjamini-Hochberg over all latents x labels, and a minimum
    log2 rate ratio (+0.5 pseudo-count) so that tiny but "significant" effects do not count.
-4. Overlap of every pair of labels, with a stratified bootstrap CI over sentences and a
-   label-permutation p-value (what it does and does not test is in DEFINITIONS).
+4. Overlap of every pair of labels, with an interval from subsamples without replacement, a
+   label-permutation p-value and a conditional p_shared (uncertainty.py; calibration measured
+   by `python -m sae_exp.calibrate`).
+5. Selection on train, evaluation on test: association sets (and everything derived from
+   them: specific sets, intervals, p-values) use only train-split sentences; every probe
+   accuracy is measured on test-split sentences only.
 
 All randomness comes from `np.random.default_rng(cfg.seed)`.
 """
@@ -37,25 +41,22 @@ from sae_exp.analysis.association import (
 from sae_exp.analysis.definitions import DEFINITIONS, NEAR_DUPLICATE_COS
 from sae_exp.analysis.firing import Peaks, firing_matrix, firing_thresholds, sentence_peaks
 from sae_exp.analysis.uncertainty import (
-    bootstrap_sets,
+    enrichment_z,
     pair_overlap,
     permutation_null,
-    shared_enrichment_p,
+    permutation_p,
+    shared_given_rates_p,
+    shared_score,
+    subsample_interval,
+    subsample_sets,
 )
 from sae_exp.config import AnalysisConfig
 from sae_exp.data.types import ActivationSet
-from sae_exp.errors import ConfigError
+from sae_exp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 MAX_NEAR_DUPLICATES = 20
-
-
-def _ci(values: np.ndarray, level: float) -> list[float] | None:
-    if len(values) == 0:
-        return None
-    lo, hi = np.quantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return [float(lo), float(hi)]
 
 
 def _near_duplicates(W_dec, only_a: list[int], only_b: list[int]) -> list[list]:
@@ -190,7 +191,7 @@ def _warnings(design: LabelDesign, n: np.ndarray, data: ActivationSet, cfg) -> l
     if data.sentences.texts is None:
         out.append("the data has no sentence texts: top examples show sentence indices only.")
     if cfg.bootstrap == 0:
-        out.append("analysis.bootstrap=0: no confidence intervals.")
+        out.append("analysis.bootstrap=0: no intervals.")
     if cfg.permutations == 0:
         out.append("analysis.permutations=0: no permutation p-values.")
     return out
@@ -221,41 +222,57 @@ def analyze(
     labels, L = design.labels, len(design.labels)
     rng = np.random.default_rng(cfg.seed)
 
-    thr = firing_thresholds(top_indices, top_acts, d_sae, cfg.fire_fraction, cfg.fire_percentile)
+    splits = np.asarray(data.sentences.splits).astype(str)
+    train = splits == "train"
+    if not train.any():
+        raise DataError("the data has no train-split sentences: association sets are selected "
+                        "on the train split.")
+    train_rows = train[sent_idx]
+    # thresholds are label-blind, but still taken on train rows only
+    thr = firing_thresholds(top_indices[train_rows], top_acts[train_rows], d_sae,
+                            cfg.fire_fraction, cfg.fire_percentile)
     active = top_acts > 0
     density = np.bincount(top_indices[active], minlength=d_sae) / max(N, 1)
     fires = active & (top_acts > thr[top_indices])
     fire_density = np.bincount(top_indices[fires], minlength=d_sae) / max(N, 1)
     peaks = sentence_peaks(top_indices, top_acts, sent_idx, d_sae)
     F = firing_matrix(peaks, thr, S, d_sae)
+    F_tr = F[np.flatnonzero(train)]
+    design_tr = LabelDesign(design.labels, design.label_of[train], design.base)
     n = np.bincount(design.label_of, minlength=L).astype(np.float64)
-    stats = associate(label_counts(F, design.label_of, L), n, design, cfg)
+    n_tr = np.bincount(design_tr.label_of, minlength=L).astype(np.float64)
+    counts_tr = label_counts(F_tr, design_tr.label_of, L)
+    stats = associate(counts_tr, n_tr, design, cfg)
     timings["association"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    boot_j, boot_o, stability = bootstrap_sets(F, design, n, cfg, rng)
-    timings["bootstrap"] = time.perf_counter() - t
+    subs = subsample_sets(F_tr, design_tr, cfg.bootstrap, cfg.alpha, cfg.min_log2_ratio, rng)
+    timings["subsamples"] = time.perf_counter() - t
     t = time.perf_counter()
-    null_j, null_sizes = permutation_null(F, design, n, cfg, rng)
+    null = permutation_null(F_tr, design_tr, cfg.permutations, cfg.alpha, cfg.min_log2_ratio,
+                            rng)
     timings["permutations"] = time.perf_counter() - t
 
     assoc = stats["associated"]
-    categories = _categories(design, assoc, n, sent_idx, data, null_sizes)
-    pairs = _pairs(design, assoc, F, boot_j, boot_o, null_j, cfg, W_dec, d_sae)
+    categories = _categories(design, assoc, n, sent_idx, data, null.sizes)
+    t = time.perf_counter()
+    pairs = _pairs(design, assoc, counts_tr, n_tr, subs, null, cfg, W_dec, d_sae)
+    timings["pairs"] = time.perf_counter() - t
 
     t = time.perf_counter()
     pooled = probe.pool_sentences(top_indices, top_acts, sent_idx, S, d_sae)
+    dense = probe.pool_dense(data.acts, sent_idx, S)
     probes = probe.sparse_probing(
         pooled, design.labels, design.label_of, np.asarray(data.sentences.subsets).astype(str),
-        np.asarray(data.sentences.splits).astype(str),
-        {lab: categories[lab]["specific"] for lab in labels}, list(cfg.probe_k), cfg.probe_l2,
+        splits, {lab: categories[lab]["specific"] for lab in labels}, list(cfg.probe_k),
+        cfg.probe_l2, dense=dense,
     )
     timings["probe"] = time.perf_counter() - t
 
     t = time.perf_counter()
     examples = top_examples(peaks, data, d_sae, cfg.top_examples)
     latents = latent_records(stats, design, density, fire_density, thr,
-                             stability if cfg.bootstrap else None, examples)
+                             subs.stability if cfg.bootstrap else None, examples)
     timings["latents"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     log.info("overlap analysis: %d sentences, %d latents, %d labels in %.1fs (%s)", S, d_sae, L,
@@ -263,7 +280,6 @@ def analyze(
     warnings = _warnings(design, n, data, cfg) + probes.pop("warnings", [])
     if W_dec is not None and np.shape(W_dec)[0] != d_sae:
         warnings.append(f"W_dec has {np.shape(W_dec)[0]} rows, not d_sae={d_sae}: ignored.")
-    warnings += _ci_warnings(pairs)
     return {
         "categories": categories,
         "pairs": pairs,
@@ -277,6 +293,14 @@ def analyze(
             "bootstrap": cfg.bootstrap, "permutations": cfg.permutations,
             "ci_level": cfg.ci_level, "seed": cfg.seed, "probe_k": list(cfg.probe_k),
             "probe_l2": cfg.probe_l2, "n_sentences": S, "n_rows": N, "d_sae": d_sae,
+            "subsample_fraction": float(subs.m.sum() / max(subs.n.sum(), 1)),
+        },
+        "split": {
+            "n_train_sentences": int(train.sum()),
+            "n_test_sentences": int((splits == "test").sum()),
+            "rule": data.sentences.split_rule or "not recorded by the data source",
+            "use": ("association sets (features, specific), their intervals and p-values: train "
+                    "sentences only; every probe accuracy: test sentences only"),
         },
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "warnings": warnings,
@@ -294,6 +318,7 @@ def _categories(design, assoc, n, sent_idx, data, null_sizes) -> dict:
             "n_sentences": int(n[li]),
             "n_rows": int((row_label == li).sum()),
             "n_train_sentences": int(((design.label_of == li) & is_train).sum()),
+            "n_test_sentences": int(((design.label_of == li) & ~is_train).sum()),
             "baseline": design.baseline_names(li),
             "features": np.flatnonzero(assoc[:, li]).tolist(),
             "specific": np.flatnonzero(specific[:, li]).tolist(),
@@ -329,47 +354,42 @@ def _threshold_summary(cfg, thr, active, fires, density) -> dict:
     }
 
 
-def _ci_warnings(pairs: dict) -> list[str]:
-    """A Jaccard outside its own bootstrap CI means the association sets are unstable at this
-    sample size: resamples repeat sentences, which makes each resample's tests more liberal."""
-    out = []
-    for key, pr in pairs.items():
-        ci = pr.get("jaccard_ci")
-        if ci is not None and not (ci[0] - 1e-9 <= pr["jaccard"] <= ci[1] + 1e-9):
-            out.append(
-                f"{key}: Jaccard {pr['jaccard']:.3f} lies outside its bootstrap CI "
-                f"[{ci[0]:.3f}, {ci[1]:.3f}]: the association sets are unstable at this sample "
-                "size (read the CI as a sign of that, not as an interval around the estimate); "
-                "add sentences per label."
-            )
-    return out
+def _pairs(design, assoc, counts, n, subs, null, cfg, W_dec, d_sae) -> dict:
+    """Per pair of labels: Jaccard and overlap coefficient with intervals, shared ids, p-values.
 
-
-def _pairs(design, assoc, F, boot_j, boot_o, null_j, cfg, W_dec, d_sae) -> dict:
-    """Per pair of labels: Jaccard with CI, overlap coefficient, shared ids, p-values."""
+    counts [d_sae, L], n [L]: train-split firing counts and sentences, the ones the sets came
+    from."""
     pairs = list(combinations(range(len(design.labels)), 2))
     jac, ovl = pair_overlap(assoc, pairs)
-    universe = int((np.asarray(F.sum(0)).ravel() > 0).sum())
+    score = shared_score(enrichment_z(counts, n, design), pairs)
+    live = counts.sum(1) > 0
     if W_dec is not None and np.shape(W_dec)[0] != d_sae:
         W_dec = None
     out = {}
     for i, (a, b) in enumerate(pairs):
         A, B = assoc[:, a], assoc[:, b]
         shared = np.flatnonzero(A & B)
-        p_val = None
-        if len(null_j):
-            p_val = float((1 + (null_j[:, i] >= jac[i] - 1e-12).sum()) / (1 + len(null_j)))
+        others = [m for m in range(len(design.labels)) if m not in (a, b)]
+        p_shared = None
+        if others:
+            p_shared = shared_given_rates_p(A[live], B[live], counts[live][:, others].sum(1))
+        m, nn = subs.m[[a, b]].sum(), subs.n[[a, b]].sum()
         out[_pair_key(design.labels, a, b)] = {
             "jaccard": float(jac[i]),
-            "jaccard_ci": _ci(boot_j[:, i], cfg.ci_level),
+            "jaccard_ci": subsample_interval(jac[i], subs.jaccard[:, i], m, nn, cfg.ci_level)
+            if cfg.bootstrap else None,
             "overlap_coefficient": float(ovl[i]),
-            "overlap_coefficient_ci": _ci(boot_o[:, i], cfg.ci_level),
+            "overlap_coefficient_ci": subsample_interval(ovl[i], subs.overlap[:, i], m, nn,
+                                                         cfg.ci_level)
+            if cfg.bootstrap else None,
             "shared": shared.tolist(),
             "n_shared": int(len(shared)),
             "n_features": {design.labels[a]: int(A.sum()), design.labels[b]: int(B.sum())},
-            "p_value": p_val,
-            "null_jaccard_mean": _round(null_j[:, i].mean(), 4) if len(null_j) else None,
-            "p_shared": shared_enrichment_p(int(A.sum()), int(B.sum()), len(shared), universe),
+            "shared_score": _round(score[i]),
+            "p_value": permutation_p(score[i], null.score[:, i]),
+            "null_shared_score_mean": _round(null.score[:, i].mean(), 4)
+            if len(null.score) else None,
+            "p_shared": _round(p_shared) if p_shared is not None else None,
             "near_duplicates": _near_duplicates(
                 W_dec, np.flatnonzero(A & ~B).tolist(), np.flatnonzero(B & ~A).tolist()),
         }

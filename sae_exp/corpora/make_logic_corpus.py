@@ -3,9 +3,11 @@
     python -m sae_exp.corpora.make_logic_corpus [--seed 0] [--out path.jsonl]
 
 Labels `conditional`, `quantifier`, `control`; each sentence carries a `subset` (which surface
-cues it has), a `form` (the marker or construction), the `template` that made it and a fixed
-`split`. Whole templates are held out for the test split, so test accuracy measures transfer to
-unseen sentence frames, not recall of seen ones. See DATA_CARD.md for definitions and counts.
+cues it has), a `form` (the marker or construction), the `template` that made it, its `group`
+(the sentence frame: the template without its subset, so the two quantifier subsets share
+frames) and a fixed `split`. The split is by frame: every sentence of a held-out frame is test
+and no training sentence uses a test frame, in every label and subset (traps included), so test
+accuracy measures transfer to unseen frames, not recall of seen ones. See DATA_CARD.md.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from sae_exp.corpora.grammar import Gen, contract, tidy
-from sae_exp.corpora.templates import TEMPLATES, Template
+from sae_exp.corpora.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,7 @@ TARGETS = {  # (label, subset) -> number of sentences
     ("control", "lexical_trap"): 640,
 }
 MIN_WORDS, MAX_WORDS = 7, 22
-HELD_OUT_TEMPLATE_SHARE = 0.2  # of the templates of forms with >= 2 templates
-RANDOM_TEST_SHARE = 0.1  # of the sentences of the other templates
+TEST_SHARE = 0.22  # of each (label, subset)'s sentences, reached by holding out whole frames
 CONTRACT_SHARE = 0.6  # sentences written with contractions (won't, didn't, you'll ...)
 # Every (label, subset) gets the same length profile, so sentence length says nothing about the
 # label: word-count bins [7, 10), [10, 13), [13, 16), [16, 22] and their shares.
@@ -67,22 +68,42 @@ def check_clean(text: str, label: str, subset: str) -> bool:
     return True
 
 
-def held_out_templates(rng: random.Random) -> set[str]:
-    """Per (label, subset), ~20% of the templates of forms that have >= 2 templates."""
+def frame_of(template_id: str) -> str:
+    """The sentence frame of a template: its id without the subset (`label.form.name`).
+
+    The quantifier subsets fill the same frames with different quantifier words, so a frame
+    held out for test must be held out in both."""
+    label, _subset, form, name = template_id.split(".")
+    return f"{label}.{form}.{name}"
+
+
+def held_out_frames(records: list[dict], rng: random.Random) -> set[str]:
+    """Frames whose sentences all go to test: per (label, subset), frames in random order are
+    held out until TEST_SHARE of its sentences are test. A frame is skipped when holding it
+    out would leave one of its forms (markers) without training frames, or the subset
+    without training sentences, so every marker is still seen in training."""
+    size = Counter(r["group"] for r in records)
     held: set[str] = set()
     for key in TARGETS:
-        temps = [t for t in TEMPLATES if (t.label, t.subset) == key]
-        per_form = Counter(t.form for t in temps)
-        eligible = sorted((t for t in temps if per_form[t.form] >= 2), key=lambda t: t.id)
-        n = max(1, round(HELD_OUT_TEMPLATE_SHARE * len(temps)))
-        rng.shuffle(eligible)
-        chosen: list[Template] = []
-        for tmpl in eligible:  # never hold out every template of one form
-            if sum(c.form == tmpl.form for c in chosen) + 1 < per_form[tmpl.form]:
-                chosen.append(tmpl)
-            if len(chosen) == n:
+        rows = [r for r in records if (r["label"], r["subset"]) == key]
+        frames = sorted({r["group"] for r in rows})
+        per_form: dict[str, set[str]] = {}
+        for r in rows:
+            per_form.setdefault(r["form"], set()).add(r["group"])
+        in_subset = Counter(r["group"] for r in rows)
+        rng.shuffle(frames)
+        for frame in frames:
+            n_test = sum(in_subset[f] for f in held if f in in_subset)
+            if n_test >= TEST_SHARE * len(rows):
                 break
-        held.update(t.id for t in chosen)
+            if frame in held:
+                continue
+            forms = {r["form"] for r in rows if r["group"] == frame}
+            if any(per_form[f] <= held | {frame} for f in forms):
+                continue  # every frame of this marker would be test
+            if n_test + in_subset[frame] > 0.5 * len(rows) or size[frame] > 0.5 * len(rows):
+                continue
+            held.add(frame)
     return held
 
 
@@ -111,7 +132,6 @@ def generate(seed: int = 0) -> list[dict]:
     """All records, in a fixed order. Raises RuntimeError when a subset cannot be filled."""
     rng = random.Random(seed)
     g = Gen(rng)
-    held = held_out_templates(random.Random(seed + 1))
     seen: set[str] = set()
     records: list[dict] = []
     for (label, subset), target in TARGETS.items():
@@ -137,17 +157,18 @@ def generate(seed: int = 0) -> list[dict]:
             if not check_clean(text, label, subset):
                 raise RuntimeError(f"template {tmpl.id} made an unclean sentence: {text}")
             seen.add(key)
-            test = tmpl.id in held or rng.random() < RANDOM_TEST_SHARE
             records.append({"text": text, "label": label, "subset": subset, "form": tmpl.form,
-                            "template": tmpl.id, "split": "test" if test else "train"})
+                            "template": tmpl.id, "group": frame_of(tmpl.id)})
             made += 1
+    held = held_out_frames(records, random.Random(seed + 1))
     for i, r in enumerate(records):
         r["id"] = i
+        r["split"] = "test" if r["group"] in held else "train"
     return records
 
 
 def write(records: list[dict], out: Path) -> None:
-    keys = ("id", "text", "label", "subset", "form", "template", "split")
+    keys = ("id", "text", "label", "subset", "form", "template", "group", "split")
     with open(out, "w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps({k: r[k] for k in keys}, ensure_ascii=False) + "\n")

@@ -1,8 +1,11 @@
 """Labelled sentence corpora: the shipped logic corpus or a user's .jsonl / .csv file.
 
-Columns: `text`, `label` (required); `subset`, `split` (train|test), `id` (optional). Any number
-of labels. Without a `split` column the split is drawn here, stratified by label and subset and
-fixed by the seed, so every run of one config sees the same held-out sentences.
+Columns: `text`, `label` (required); `subset`, `split` (train|test), `id`, `group` (optional).
+Any number of labels. Without a `split` column the split is drawn here and fixed by the seed, so
+every run of one config sees the same held-out sentences: by `group` when there is one (whole
+groups, e.g. sentence frames or source documents, go to test, so no test sentence shares a
+group with a training sentence), else by sentence, stratified by label and subset. The rule
+used is kept in `Sentences.split_rule` for the report.
 Every problem is a one-line `DataError` naming the file, the line and the fix.
 """
 
@@ -81,7 +84,8 @@ def _to_sentences(p: Path, rows: list[tuple[int, dict]], test_fraction: float,
                   seed: int) -> Sentences:
     has_split = any("split" in r for _, r in rows)
     has_id = any("id" in r for _, r in rows)
-    texts, labels, subsets, splits, ids = [], [], [], [], []
+    has_group = any("group" in r for _, r in rows)
+    texts, labels, subsets, splits, ids, groups = [], [], [], [], [], []
     for line, r in rows:
         for col in REQUIRED:
             if col not in r:
@@ -96,6 +100,12 @@ def _to_sentences(p: Path, rows: list[tuple[int, dict]], test_fraction: float,
         texts.append(t)
         labels.append(lab)
         subsets.append(str(r.get("subset") or "").strip())
+        if has_group:
+            g = "" if r.get("group") is None else str(r["group"]).strip()
+            if not g:
+                raise DataError(f"corpus {p} line {line}: empty group; give every line a "
+                                "group or drop the group column everywhere.")
+            groups.append(g)
         if has_split:
             s = str(r.get("split") or "").strip().lower()
             if s not in SPLITS:
@@ -109,20 +119,62 @@ def _to_sentences(p: Path, rows: list[tuple[int, dict]], test_fraction: float,
                 raise DataError(f"corpus {p} line {line}: id {r.get('id')!r} is not an "
                                 "integer; give every line an integer id or none.") from None
     labels_a, subsets_a = np.array(labels, dtype=str), np.array(subsets, dtype=str)
+    groups_a = np.array(groups, dtype=str) if has_group else None
     if has_split:
         splits_a = np.array(splits, dtype=str)
         for s in SPLITS:
             if not (splits_a == s).any():
                 raise DataError(f"corpus {p}: no sentence has split {s!r}; the SAE needs train "
                                 "and test sentences.")
+        rule = "the corpus's own split column"
+        if groups_a is not None:
+            both = set(groups_a[splits_a == "train"]) & set(groups_a[splits_a == "test"])
+            rule += (f"; its groups are disjoint between train and test ({len(set(groups_a))} "
+                     "groups)" if not both else f"; {len(both)} groups occur in both train and "
+                     "test, so test accuracy partly measures recall of seen groups")
+            if both:
+                log.warning("corpus %s: %d groups occur in both splits", p, len(both))
+        else:
+            rule += " (no group column: whether test sentences resemble training ones is unknown)"
+    elif groups_a is not None:
+        splits_a = group_split(labels_a, groups_a, test_fraction, seed)
+        rule = (f"by group: whole groups drawn at random (seed {seed}) until test_fraction="
+                f"{test_fraction} of each label's sentences are test; no group is in both splits")
     else:
         splits_a = stratified_split(labels_a, subsets_a, test_fraction, seed)
+        rule = (f"by sentence: test_fraction={test_fraction} of each label's sentences drawn at "
+                f"random (seed {seed}), stratified by subset; the corpus has no group column, so "
+                "test sentences may share frames or sources with training ones")
     n_dup = len(texts) - len(set(texts))
     if n_dup:
         log.warning("corpus %s: %d duplicate texts (they may fall in both splits)", p, n_dup)
     ids_a = np.array(ids if has_id else range(len(texts)), dtype=np.int64)
     return Sentences(labels=labels_a, subsets=subsets_a, splits=splits_a,
-                     texts=np.array(texts, dtype=str), ids=ids_a)
+                     texts=np.array(texts, dtype=str), ids=ids_a, groups=groups_a,
+                     split_rule=rule)
+
+
+def group_split(labels: np.ndarray, groups: np.ndarray, test_fraction: float,
+                seed: int) -> np.ndarray:
+    """"train"/"test" per sentence with whole groups held out: groups in a seeded random order
+    go to test until test_fraction of the label's sentences are test (at least one group per
+    label that has >= 2 groups). A group spanning labels goes to test as a whole; the label
+    that picks it first decides. Deterministic in (seed, labels, groups)."""
+    labels, groups = np.asarray(labels).astype(str), np.asarray(groups).astype(str)
+    rng = np.random.default_rng(seed)
+    test_groups: set[str] = set()
+    for lab in sorted(set(labels.tolist())):
+        in_label = labels == lab
+        names = sorted(set(groups[in_label].tolist()))
+        if len(names) < 2:
+            continue
+        target = test_fraction * in_label.sum()
+        for g in (names[i] for i in rng.permutation(len(names))):
+            n_test = np.isin(groups[in_label], sorted(test_groups)).sum()
+            if n_test >= max(target, 1) or len(test_groups & set(names)) == len(names) - 1:
+                break
+            test_groups.add(g)
+    return np.where(np.isin(groups, sorted(test_groups)), "test", "train").astype("<U5")
 
 
 def stratified_split(labels: np.ndarray, subsets: np.ndarray, test_fraction: float,

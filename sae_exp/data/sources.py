@@ -252,10 +252,14 @@ def assemble(where: str, acts: np.ndarray, fields: dict[str, np.ndarray], test_f
         bad = sorted(set(s_splits.tolist()) - set(SPLITS))
         if bad:
             raise DataError(f"{where}: splits holds {bad[0]!r}; use train or test.")
+        rule = "the file's own splits field"
     else:
         s_splits = stratified_split(s_labels, s_subsets, test_fraction, seed)
+        rule = (f"by sentence: test_fraction={test_fraction} of each label's sentences drawn at "
+                f"random (seed {seed}), stratified by subset")
     sentences = Sentences(labels=s_labels, subsets=s_subsets, splits=s_splits,
-                          texts=per_sentence("texts", strict=False), ids=sent_ids)
+                          texts=per_sentence("texts", strict=False), ids=sent_ids,
+                          split_rule=rule)
     tokens = fields["tokens"].astype(str) if "tokens" in fields else None
     return ActivationSet(acts=acts, sentence_index=sentence_index, sentences=sentences,
                          tokens=tokens)
@@ -305,7 +309,8 @@ def _keep_rows(aset: ActivationSet, keep: np.ndarray) -> ActivationSet:
         labels=np.asarray(s.labels)[used], subsets=np.asarray(s.subsets)[used],
         splits=np.asarray(s.splits)[used],
         texts=None if s.texts is None else np.asarray(s.texts)[used],
-        ids=None if s.ids is None else np.asarray(s.ids)[used])
+        ids=None if s.ids is None else np.asarray(s.ids)[used],
+        groups=None if s.groups is None else np.asarray(s.groups)[used], split_rule=s.split_rule)
     return ActivationSet(acts=np.asarray(aset.acts[keep]), sentence_index=remap[index],
                          sentences=sentences,
                          tokens=None if aset.tokens is None else aset.tokens[keep],

@@ -90,6 +90,8 @@ def make_synthetic(cfg: SyntheticDataConfig) -> ActivationSet:
         splits=splits.astype(str),
         texts=None,
         ids=np.arange(n_sent, dtype=np.int64),
+        split_rule=(f"by sentence: test_fraction={cfg.test_fraction} of each label's synthetic "
+                    "sentences (independent draws, so no frames to share)"),
     )
     params = {k: v for k, v in asdict(cfg).items() if k != "cache_dir"}
     fingerprint = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]

@@ -20,6 +20,9 @@ class Sentences:
     splits: "train" or "test"; the SAE trains on train rows, held-out metrics use test rows.
     texts: the sentence text, or None when the source has no text (synthetic, .npz without texts).
     ids: the user's own sentence id for each sentence (from the source), int64.
+    groups: the group (e.g. sentence frame) of each sentence, str, or None: test sentences
+        should come from groups no training sentence uses.
+    split_rule: how train and test were separated, in words (report.md states it).
     """
 
     labels: np.ndarray
@@ -27,6 +30,8 @@ class Sentences:
     splits: np.ndarray
     texts: np.ndarray | None = None
     ids: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    split_rule: str = ""
 
     def __len__(self) -> int:
         return len(self.labels)

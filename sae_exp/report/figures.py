@@ -113,7 +113,7 @@ def _jaccard_heatmap(rep: dict) -> Figure | None:
                 color="white" if mat[i, j] < 0.6 else "black")
     ax.set_xticks(range(L), labels, rotation=30, ha="right")
     ax.set_yticks(range(L), labels)
-    ax.set_title("Jaccard of associated latents [bootstrap CI]")
+    ax.set_title("Jaccard of associated latents (train split) [interval]")
     fig.colorbar(im, ax=ax, fraction=0.046)
     return fig
 

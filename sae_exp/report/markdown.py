@@ -44,9 +44,15 @@ RUN_DEFINITIONS: dict[str, str] = {
     "fire_fraction": "multiplier of the per-latent percentile in the firing rule",
     "fire_percentile": "percentile of a latent's non-zero activations used by the firing rule",
     "median_threshold": "median of the per-latent firing thresholds over latents ever active",
-    "bootstrap": "number of bootstrap resamples behind each CI",
+    "bootstrap": ("number of subsamples (without replacement) behind each interval; the key keeps "
+                  "its old name"),
+    "subsample_fraction": "share m / n of each label's train sentences in one subsample",
     "permutations": "number of label permutations behind each p_value",
-    "ci_level": "coverage of the bootstrap confidence intervals",
+    "ci_level": "nominal coverage of the intervals",
+    "dense": ("baseline probe on all raw activations (mean-pooled per sentence), same recipe "
+              "as the sparse probes"),
+    "multiclass_dense_accuracy": "the multi-class probe on the raw activations (`dense`)",
+    "n_train": "number of train-split sentences (association sets are selected on these)",
     "activation": "the latent's highest activation in that sentence",
     "multiclass_accuracy": "multi-class probe: share of all test sentences given the right label",
     "multiclass_balanced_accuracy": ("multi-class probe: mean over labels of the share of the "
@@ -132,9 +138,18 @@ def _method_section(rep: dict) -> list[str]:
     out.append(f"- Associated: one-sided Fisher exact test, Benjamini-Hochberg over all latents "
                f"x labels with `alpha` = {fmt(s.get('alpha'))}, and `min_log2_ratio` = "
                f"{fmt(s.get('min_log2_ratio'))} (rates with a +0.5 pseudo-count).")
-    out.append(f"- Uncertainty: `bootstrap` = {fmt(s.get('bootstrap'))} stratified resamples of "
-               f"sentences (`ci_level` = {fmt(s.get('ci_level'))}), `permutations` = "
-               f"{fmt(s.get('permutations'))} label permutations.")
+    sp = rep.get("split") or {}
+    if sp:
+        out.append(f"- Split: {sp.get('rule', 'n/a')}. Train: {fmt(sp.get('n_train_sentences'))} "
+                   f"sentences (`n_train`), test: {fmt(sp.get('n_test_sentences'))} (`n_test`). "
+                   f"Rule: {sp.get('use', '')}.")
+    out.append(f"- Uncertainty: intervals from `bootstrap` = {fmt(s.get('bootstrap'))} subsamples "
+               f"of `subsample_fraction` = {fmt(s.get('subsample_fraction'))} of each label's "
+               f"train sentences, without replacement (`ci_level` = {fmt(s.get('ci_level'))}); "
+               f"`permutations` = {fmt(s.get('permutations'))} label permutations. The interval "
+               "is for the Jaccard this selection rule gives, in expectation, on a train split "
+               "of this size (see `jaccard_ci`); its coverage and the p-values' calibration are "
+               "measured by `python -m sae_exp.calibrate` (README).")
     return out + [""]
 
 
@@ -171,8 +186,8 @@ def _pair_section(rep: dict) -> list[str]:
         rows.append(row)
     out = ["## Overlap between labels", ""] + _table(header, rows)
     out.append("`p_value` tests only whether the shared structure could come from randomly "
-               "assigned labels; whether two labels share more than their set sizes explain is "
-               "`p_shared` (see Definitions).")
+               "assigned labels; whether two labels share more than their set sizes and the "
+               "latents' firing rates explain is `p_shared` (see Definitions).")
     out.append("")
     for key, p in pairs.items():
         out.append(f"- **{key}** shared latents: {_ids(p.get('shared', []))}")
@@ -212,10 +227,15 @@ def _probe_section(rep: dict) -> list[str]:
     ovr = pr.get("one_vs_rest") or {}
     if not ovr and not pr.get("multiclass"):
         return []
-    out = ["## Sparse probing (test split)", ""]
-    out.append(f"{pr.get('metric', '')}. Latents: {pr.get('selection', '')}; `specific` uses the "
-               "label's specific set. Cells are `balanced_accuracy` (n/a: no latents to probe).")
+    out = ["## Probing (test split only)", ""]
+    out.append(f"Fitted on {fmt(pr.get('n_train'))} train sentences (`n_train`), scored on "
+               f"{fmt(pr.get('n_test'))} test sentences (`n_test`) only. "
+               f"{pr.get('metric', '')}. Latents: {pr.get('selection', '')}; `specific` uses the "
+               "label's specific set; `dense` is the baseline on the raw activations. Cells are "
+               "`balanced_accuracy` (n/a: no latents to probe).")
     out.append("")
+    if pr.get("comparison"):
+        out += [f"**Sparse against dense:** {pr['comparison']}", ""]
     names = sorted({n for res in ovr.values() for n in res}, key=_probe_order)
     rows = [[lab] + [(res.get(n) or {}).get("balanced_accuracy") for n in names]
             for lab, res in ovr.items()]
@@ -223,7 +243,8 @@ def _probe_section(rep: dict) -> list[str]:
     header, subset_rows = _subset_table(ovr)
     if subset_rows:
         out.append("Per subset: `accuracy` (label vs rest) of each label's probe on the subset's "
-                   "test sentences; each label's probe is its `specific` one, else its largest k.")
+                   "test sentences; each label's sparse probe is its `specific` one, else its "
+                   "largest k, beside its `dense` probe.")
         out.append("")
         out += _table(header, subset_rows)
     mc = pr.get("multiclass")
@@ -236,26 +257,36 @@ def _probe_section(rep: dict) -> list[str]:
         rows = [[g, v.get("accuracy"), v.get("n")] for g, v in mc.get("by_subset", {}).items()]
         rows += [[g, v.get("accuracy"), v.get("n")] for g, v in mc.get("by_label", {}).items()]
         out += _table(["label or subset", "accuracy", "n_test"], rows)
+    md = pr.get("multiclass_dense")
+    if md:
+        out.append(f"Multi-class probe on the raw activations (`dense`): "
+                   f"`multiclass_dense_accuracy` = {fmt(md.get('accuracy'))}, "
+                   f"`multiclass_balanced_accuracy` = {fmt(md.get('balanced_accuracy'))}.")
+        out.append("")
     return out
 
 
 def _probe_order(name: str) -> tuple[int, int]:
-    return (1, 0) if name == "specific" else (0, int(name.split("=")[-1]) if "=" in name else 0)
+    if name in ("specific", "dense"):
+        return (1 if name == "specific" else 2, 0)
+    return (0, int(name.split("=")[-1]) if "=" in name else 0)
 
 
 def _subset_table(ovr: dict) -> tuple[list[str], list[list[Any]]]:
     """Rows: subsets; columns: each label's probe (specific set, else largest k)."""
     chosen = {}
     for lab, res in ovr.items():
-        names = sorted(res, key=_probe_order)
+        names = sorted((n for n in res if n != "dense"), key=_probe_order)
         pick = next((n for n in reversed(names) if res.get(n)), None)
         if pick is not None:
-            chosen[lab] = res[pick]
+            chosen[f"{lab} probe"] = res[pick]
+        if res.get("dense"):
+            chosen[f"{lab} dense"] = res["dense"]
     groups: dict[str, int] = {}
     for res in chosen.values():
         for g, v in res.get("by_subset", {}).items():
             groups[g] = v.get("n")
-    header = ["subset", "n_test"] + [f"accuracy ({lab} probe)" for lab in chosen]
+    header = ["subset", "n_test"] + [f"accuracy ({name})" for name in chosen]
     rows = [[g, n] + [(res.get("by_subset", {}).get(g) or {}).get("accuracy")
                       for res in chosen.values()] for g, n in sorted(groups.items())]
     return header, rows
