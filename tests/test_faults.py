@@ -209,6 +209,7 @@ ALLOWED_WRITES = {
     ("compare.py", "fig.savefig(buf"): "into memory; written with files.atomic_write",
     ("compare.py", "Path(tmp).write_bytes"): "the temp file of files.atomic_write",
     ("figures.py", "fig.savefig(tmp"): "the temp file of files.atomic_write",
+    ("calibrate.py", "fig.savefig(tmp"): "the temp file of files.atomic_write",
     ("bench.py", "open(path, \"wb\")"): "bench's scratch activation file, not a run's",
     ("bench.py", "write_text(\"5\")"): "/proc/self/clear_refs (a kernel control, not a file)",
     ("make_logic_corpus.py", "open(out, \"w\""): "a developer script that regenerates the corpus",
