@@ -10,9 +10,12 @@ number of processes. The new dir is `<runs dir>/<name>_rerun_<timestamp>` beside
 (for a sweep job: beside the sweep dir, so the sweep's comparison is not changed); the original
 is never written to. Extra `key=value` overrides change the rerun (e.g. wandb.mode=disabled).
 
-Compared: report.json (every value except timings and paths), metrics.jsonl (the training log)
-and the sae.safetensors tensors. Prints "identical" or each difference with its size. Warns when
-the code (git commit, uncommitted changes), package versions or the data fingerprint differ.
+Compared, artefact by artefact: report.json (every value except timings and paths),
+metrics.jsonl (the training log), features.jsonl, cfg.json, the tensors of sae.safetensors,
+probe.safetensors and normalization.safetensors, and report.md and figures/*.png byte for byte
+(a byte difference there counts only without --atol/--rtol). Prints "identical" or each
+difference with its size. Warns when the code (git commit, uncommitted changes), package
+versions or the data fingerprint differ.
 Exit codes: 0 identical or within --atol/--rtol, 1 different, 2 the run dir is refused (missing
 or unreadable files, a failed or an interrupted run), 3 the rerun itself failed.
 """
@@ -68,10 +71,11 @@ class Comparison:
     diffs: list[Diff] = field(default_factory=list)
     compared: int = 0  # number of values compared
     max_abs: float = 0.0  # largest |diff| over numbers, including those within tolerance
+    tolerated: list[str] = field(default_factory=list)  # differences that tolerance allows
 
     @property
     def identical(self) -> bool:
-        return not self.diffs and self.max_abs == 0.0
+        return not self.diffs and self.max_abs == 0.0 and not self.tolerated
 
 
 def _short(v) -> str:
@@ -221,9 +225,21 @@ def _read_jsonl(path: Path) -> list:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
+# The weight files a run may write, by the part name the comparison reports them under.
+TENSOR_FILES = {"weights": files.SAE_WEIGHTS, "probe": files.PROBE,
+                "normalization": files.NORMALIZATION}
+# Derived views of report.json / metrics.jsonl: compared byte for byte, and counted as a
+# difference only when exact equality was asked for (atol = rtol = 0).
+DERIVED = (files.REPORT_MD,)
+
+
 def compare_runs(old_dir: Path, new_dir: Path, atol: float = 0.0, rtol: float = 0.0) -> dict:
-    """Compare two finished run dirs, part by part: "metrics" (report.json's quality metrics),
-    "report" (the rest of report.json), "training_log", "weights" -> Comparison."""
+    """Compare two finished run dirs, artefact by artefact -> {part: Comparison}.
+
+    Parts: "metrics" (report.json's quality metrics), "report" (the rest of report.json),
+    "training_log" (metrics.jsonl), "features" (features.jsonl), "cfg" (cfg.json), "weights",
+    "probe", "normalization" (the .safetensors files, tensor by tensor), "derived" (report.md
+    and figures/*.png, byte for byte)."""
     old_dir, new_dir = Path(old_dir), Path(new_dir)
     old_rep = _drop_volatile(json.loads((old_dir / files.REPORT_JSON).read_text(encoding="utf-8")))
     new_rep = _drop_volatile(json.loads((new_dir / files.REPORT_JSON).read_text(encoding="utf-8")))
@@ -231,12 +247,49 @@ def compare_runs(old_dir: Path, new_dir: Path, atol: float = 0.0, rtol: float = 
     compare_values(old_rep.pop("metrics", None), new_rep.pop("metrics", None), atol, rtol,
                    "metrics", out["metrics"])
     compare_values(old_rep, new_rep, atol, rtol, "", out["report"])
-    logc = Comparison()
-    compare_values(_read_jsonl(old_dir / files.METRICS), _read_jsonl(new_dir / files.METRICS),
-                   atol, rtol, "metrics.jsonl", logc)
-    out["training_log"] = logc
-    out["weights"] = compare_weights(old_dir / files.SAE_WEIGHTS, new_dir / files.SAE_WEIGHTS,
-                                     atol, rtol)
+    for part, name in (("training_log", files.METRICS), ("features", files.FEATURES)):
+        out[part] = Comparison()
+        compare_values(_read_jsonl(old_dir / name), _read_jsonl(new_dir / name), atol, rtol,
+                       name, out[part])
+    out["cfg"] = Comparison()
+    compare_values(_read_json_or_none(old_dir / files.SAE_CFG),
+                   _read_json_or_none(new_dir / files.SAE_CFG), atol, rtol, files.SAE_CFG,
+                   out["cfg"])
+    for part, name in TENSOR_FILES.items():
+        out[part] = compare_weights(old_dir / name, new_dir / name, atol, rtol)
+    out["derived"] = compare_derived(old_dir, new_dir, exact=atol == 0 and rtol == 0)
+    return out
+
+
+def _bytes(run_dir: Path, name: str) -> bytes:
+    """A derived file's bytes, with the run's own dir (named in report.md) made neutral."""
+    blob = (run_dir / name).read_bytes()
+    recorded = (_read_json_or_none(run_dir / files.REPORT_JSON) or {}).get("run", {}).get("dir")
+    return blob.replace(str(recorded).encode(), b"<run dir>") if recorded else blob
+
+
+def _read_json_or_none(path: Path):
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def compare_derived(old_dir: Path, new_dir: Path, exact: bool) -> Comparison:
+    """report.md and the figures, byte for byte. Their numbers are compared (with tolerance)
+    in report.json and metrics.jsonl; here a byte difference counts only when `exact`."""
+    out = Comparison()
+    names = set(DERIVED)
+    for d in (old_dir, new_dir):
+        names |= {str(p.relative_to(d)) for p in (d / files.FIGURES).glob("*.png")}
+    for name in sorted(names):
+        a, b = old_dir / name, new_dir / name
+        out.compared += 1
+        if a.is_file() != b.is_file():
+            out.diffs.append(Diff(name, "present" if a.is_file() else "<absent>",
+                                  "present" if b.is_file() else "<absent>"))
+        elif a.is_file() and _bytes(old_dir, name) != _bytes(new_dir, name):
+            if exact:
+                out.diffs.append(Diff(name, "bytes", "differ"))
+            else:
+                out.tolerated.append(name)
     return out
 
 
@@ -245,7 +298,8 @@ def compare_weights(old: Path, new: Path, atol: float, rtol: float) -> Compariso
     out = Comparison()
     if not old.is_file() or not new.is_file():
         if old.is_file() != new.is_file():
-            out.diffs.append(Diff("sae.safetensors", old.is_file(), new.is_file()))
+            out.diffs.append(Diff(old.name, "present" if old.is_file() else "<absent>",
+                                  "present" if new.is_file() else "<absent>"))
         return out
     from safetensors.torch import load_file
 
@@ -254,14 +308,14 @@ def compare_weights(old: Path, new: Path, atol: float, rtol: float) -> Compariso
         out.compared += 1
         if name not in a or name not in b or a[name].shape != b[name].shape:
             shape = lambda t, n: tuple(t[n].shape) if n in t else "<absent>"  # noqa: E731
-            out.diffs.append(Diff(f"sae.safetensors:{name} (shape)", shape(a, name),
+            out.diffs.append(Diff(f"{old.name}:{name} (shape)", shape(a, name),
                                   shape(b, name)))
             continue
         size = float((a[name].double() - b[name].double()).abs().max()) if a[name].numel() else 0.0
         out.max_abs = max(out.max_abs, size)
         scale = float(a[name].double().abs().max()) if a[name].numel() else 0.0
         if not size <= atol + rtol * scale:
-            out.diffs.append(Diff(f"sae.safetensors:{name} (max over {a[name].numel()} values)",
+            out.diffs.append(Diff(f"{old.name}:{name} (max over {a[name].numel()} values)",
                                   f"|old| <= {scale:.3g}", "differs", size))
     return out
 
@@ -312,6 +366,9 @@ def summarize(result: dict, atol: float, rtol: float) -> tuple[bool, list[str]]:
                 lines.append(f"  ... and {len(comp.diffs) - MAX_SHOWN} more")
         elif comp.identical:
             lines.append(f"{part}: identical ({comp.compared} values)")
+        elif comp.tolerated:
+            lines.append(f"{part}: {', '.join(comp.tolerated)} differ byte for byte (allowed "
+                         "with a tolerance: their numbers are compared above)")
         else:
             lines.append(f"{part}: within tolerance ({comp.compared} values; max |diff| "
                          f"{comp.max_abs:.3g})")

@@ -247,8 +247,33 @@ def test_every_write_goes_through_the_atomic_helpers():
                        "to ALLOWED_WRITES with the reason it is safe:\n" + "\n".join(found))
 
 
-def test_loading_never_unpickles():
-    """Weights through safetensors; torch.load only with weights_only=True; no pickle at all."""
+class _Payload:
+    """Unpickling this runs `touch <marker>`: proof that a loader executed stored code."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, ("touch " + str(self.marker),))
+
+
+def test_an_activation_file_carrying_pickled_objects_is_refused_unrun(tmp_path):
+    """data=file: an .npz whose labels are pickled Python objects is refused, their code unrun."""
+    marker = tmp_path / "pwned"
+    labels = np.empty(4, dtype=object)
+    labels[:] = [_Payload(marker)] * 4
+    np.savez(tmp_path / "acts.npz", activations=np.ones((4, 3), np.float32), labels=labels)
+    from sae_exp.config import FileDataConfig
+    from sae_exp.data.sources import load_activations
+    with pytest.raises(DataError, match="holds Python objects"):
+        load_activations(FileDataConfig(path=str(tmp_path / "acts.npz")), seed=0)
+    assert not marker.exists()
+
+
+def test_no_loader_in_the_source_can_unpickle():
+    """A lint over every module: weights through safetensors; torch.load only with
+    weights_only=True; np.load never with allow_pickle=True; no pickle import. The behaviour
+    it protects is tested on real payloads above and below."""
     bad = []
     for path in sorted((REPO / "sae_exp").rglob("*.py")):
         text = path.read_text(encoding="utf-8")
@@ -264,13 +289,9 @@ def test_a_pickled_checkpoint_is_refused_on_resume(tmp_path):
     """A checkpoint.pt carrying arbitrary Python objects cannot run code on load."""
     from sae_exp import run as run_module
 
-    class Payload:
-        def __reduce__(self):
-            return (os.system, ("touch " + str(tmp_path / "pwned"),))
-
     old = tmp_path / "old"
     old.mkdir()
-    torch.save({"sae": Payload()}, old / files.CHECKPOINT)
+    torch.save({"sae": _Payload(tmp_path / "pwned")}, old / files.CHECKPOINT)
     tr, _ = _trainer(checkpoint_every=0)
     with pytest.raises(DataError, match="cannot be read safely"):
         run_module._load_checkpoint(tr, old, torch.device("cpu"))

@@ -109,3 +109,48 @@ def test_out_dir_is_never_the_original(job_and_rerun, capsys):
     assert rerun.main([str(job), "--out", str(job)]) == rerun.EXIT_REFUSED
     assert rerun.main([str(job), "--out", str(job / "inside")]) == rerun.EXIT_REFUSED
     assert "original run dir" in capsys.readouterr().err
+
+
+def _bump_features(d: Path) -> str:
+    lines = (d / "features.jsonl").read_text().splitlines()
+    row = json.loads(lines[0])
+    row["density"] += 0.125
+    lines[0] = json.dumps(row)
+    (d / "features.jsonl").write_text("\n".join(lines) + "\n")
+    return "features.jsonl[0].density"
+
+
+def _bump_probe(d: Path) -> str:
+    from safetensors.torch import load_file, save_file
+    tensors = load_file(str(d / "probe.safetensors"))
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 0.5
+    save_file(tensors, str(d / "probe.safetensors"))
+    return f"probe.safetensors:{name}"
+
+
+def _edit_report_md(d: Path) -> str:
+    (d / "report.md").write_text((d / "report.md").read_text() + "\nedited\n")
+    return "report.md"
+
+
+@pytest.mark.parametrize("edit, part", [(_bump_features, "features"), (_bump_probe, "probe"),
+                                        (_edit_report_md, "derived")])
+def test_every_artefact_is_compared(job_and_rerun, tmp_path, edit, part):
+    """features.jsonl, the probe weights and report.md each count, named in the output."""
+    job, _, proc = job_and_rerun
+    new = Path(proc.stdout.strip().splitlines()[-1].split("rerun dir: ", 1)[1])
+    assert (job / "probe.safetensors").is_file()  # the tiny sweep's jobs have a label probe
+    changed = tmp_path / "changed"
+    shutil.copytree(job, changed)
+    where = edit(changed)
+    result = rerun.compare_runs(changed, new)
+    assert [p for p, c in result.items() if c.diffs] == [part]
+    assert result[part].diffs[0].where.startswith(where)
+    ok, lines = rerun.summarize(result, 0, 0)
+    assert not ok and any(where in line for line in lines)
+    # every edit is within atol 1; report.md is a view of report.json, so with a tolerance its
+    # bytes alone do not fail a rerun, but they are still named
+    tolerant = rerun.compare_runs(changed, new, atol=1.0)
+    assert rerun.summarize(tolerant, 1.0, 0)[0]
+    assert tolerant["derived"].tolerated == (["report.md"] if part == "derived" else [])

@@ -32,9 +32,14 @@ SECRETS = {
 UNREACHABLE = {"WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_INIT_TIMEOUT": "5"}
 
 
-def _args(mode: str, out: Path) -> list[str]:
+# A config value built from a secret env var: Hydra's snapshot keeps the unresolved
+# interpolation, but W&B logs the resolved config, so only the scrub keeps the token out of it.
+FROM_SECRET = "data.cache_dir=cache-${oc.env:MY_SERVICE_TOKEN}"
+
+
+def _args(mode: str, out: Path, extra: tuple[str, ...] = ()) -> list[str]:
     return [*(a for a in TINY if not a.startswith("wandb.mode=")), "trainer.num_threads=1",
-            f"wandb.mode={mode}", f"hydra.run.dir={out}"]
+            f"wandb.mode={mode}", f"hydra.run.dir={out}", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +49,15 @@ def runs(tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedProcess]
     clean.update(WANDB_SILENT="true", NETRC=str(base / "no-netrc"),
                  WANDB_CONFIG_DIR=str(base / "wandb-config"))
     plan = {
-        "offline": ("offline", SECRETS),
-        "online_no_key": ("online", UNREACHABLE),
-        "online_unreachable": ("online", {**SECRETS, **UNREACHABLE}),
+        "offline": ("offline", SECRETS, (FROM_SECRET,)),
+        "online_no_key": ("online", UNREACHABLE, ()),
+        "online_unreachable": ("online", {**SECRETS, **UNREACHABLE}, (FROM_SECRET,)),
     }
     procs = {}
-    for name, (mode, env) in plan.items():
+    for name, (mode, env, extra) in plan.items():
         out = base / name
         procs[name] = (out, subprocess.Popen(
-            [sys.executable, "-m", "sae_exp.run", *_args(mode, out)], cwd=base,
+            [sys.executable, "-m", "sae_exp.run", *_args(mode, out, extra)], cwd=base,
             env={**clean, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     done = {}
     for name, (out, proc) in procs.items():
