@@ -291,8 +291,8 @@ def analyse(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path,
     top_idx, top_acts = encode_rows(sae, X, device)
     quality = quality_metrics(sae, X, prepared.test_rows, top_idx, top_acts, device)
     quality.pop("density")  # per latent: in features.jsonl
-    rep = overlap.analyze(top_idx, top_acts, data, sae.d_sae, cfg.analysis,
-                          W_dec=sae.W_dec.detach().cpu().numpy())
+    rep = report.overlap_report(overlap.analyze(top_idx, top_acts, data, sae.d_sae, cfg.analysis,
+                                                W_dec=sae.W_dec.detach().cpu().numpy()))
     rep["metrics"] = quality
     rep["run"] = {
         "name": cfg.name, "dir": str(run_dir), "incomplete": fitted.incomplete,

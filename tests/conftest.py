@@ -59,3 +59,10 @@ def run_cli(module: str, args: list[str], cwd: Path, env: dict | None = None,
             full_env[key] = value
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def analyze_report(*args, **kwargs) -> dict:
+    """overlap.analyze's typed result laid out as report.json's fields (report.sections)."""
+    from sae_exp.analysis import overlap
+    from sae_exp.report.sections import overlap_report
+    return overlap_report(overlap.analyze(*args, **kwargs))

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import scipy.stats
+from conftest import analyze_report
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from planted_codes import make_planted
@@ -32,7 +33,7 @@ def pitfall():
 
 @pytest.fixture(scope="module")
 def pitfall_report(pitfall):
-    return overlap.analyze(pitfall.top_indices, pitfall.top_acts, pitfall.data, 200,
+    return analyze_report(pitfall.top_indices, pitfall.top_acts, pitfall.data, 200,
                            AnalysisConfig(**FAST))
 
 
@@ -63,7 +64,7 @@ def test_relative_threshold_restores_recall_when_k_exceeds_true_l0(pitfall, pitf
     assert sum(len(v) for v in extra.values()) <= 2, extra
     assert pitfall_report["thresholds"]["kept_fraction"] == pytest.approx(0.5, abs=0.01)
 
-    naive_rule = overlap.analyze(pitfall.top_indices, pitfall.top_acts, pitfall.data, 200,
+    naive_rule = analyze_report(pitfall.top_indices, pitfall.top_acts, pitfall.data, 200,
                                  AnalysisConfig(fire_fraction=0.0, bootstrap=0, permutations=0))
     naive_recall = _recall(naive_rule, pitfall)
     assert max(naive_recall.values()) <= 0.5, naive_recall
@@ -73,7 +74,7 @@ def test_relative_threshold_restores_recall_when_k_exceeds_true_l0(pitfall, pitf
 def test_without_spare_slots_both_rules_recover_the_planted_sets():
     planted = make_planted(k=None, seed=3)
     for ff in (0.0, 0.2):
-        rep = overlap.analyze(planted.top_indices, planted.top_acts, planted.data, 200,
+        rep = analyze_report(planted.top_indices, planted.top_acts, planted.data, 200,
                               AnalysisConfig(fire_fraction=ff, bootstrap=0, permutations=0))
         assert min(_recall(rep, planted).values()) >= 0.95
 
@@ -84,7 +85,7 @@ def test_inactive_padding_slots_never_count():
     idx = np.concatenate([planted.top_indices, np.zeros((len(planted.top_indices), 3), int)], 1)
     acts = np.concatenate([planted.top_acts, np.zeros((len(idx), 3), np.float32)], 1)
     idx[:, :4][idx[:, :4] == 0] = 199  # latent 0 never really active
-    rep = overlap.analyze(idx, acts, planted.data, 200, AnalysisConfig(bootstrap=0,
+    rep = analyze_report(idx, acts, planted.data, 200, AnalysisConfig(bootstrap=0,
                                                                       permutations=0))
     assert rep["latents"][0]["density"] == 0.0
     assert all(r == 0.0 for r in rep["latents"][0]["rate"].values())
@@ -111,7 +112,7 @@ def test_jaccard_and_its_ci_recover_the_planted_overlap(pitfall, pitfall_report)
 
 def test_shuffled_labels_give_no_specific_latents_and_no_small_p_value():
     planted = make_planted(k=8, shuffle_labels=True, seed=5)
-    rep = overlap.analyze(planted.top_indices, planted.top_acts, planted.data, 200,
+    rep = analyze_report(planted.top_indices, planted.top_acts, planted.data, 200,
                           AnalysisConfig(**FAST))
     assert sum(c["n_specific"] for c in rep["categories"].values()) <= 2
     # uniform under this null: small p-values only by chance (their calibration: test_calibrate)
@@ -128,15 +129,15 @@ def test_naive_overlap_is_near_one_while_jaccard_is_not(pitfall, pitfall_report)
 
 def test_analysis_is_reproducible_from_the_seed(pitfall):
     cfg = AnalysisConfig(bootstrap=50, permutations=20, seed=7)
-    r1 = overlap.analyze(pitfall.top_indices, pitfall.top_acts, pitfall.data, 200, cfg)
-    r2 = overlap.analyze(pitfall.top_indices, pitfall.top_acts, pitfall.data, 200, cfg)
+    r1 = analyze_report(pitfall.top_indices, pitfall.top_acts, pitfall.data, 200, cfg)
+    r2 = analyze_report(pitfall.top_indices, pitfall.top_acts, pitfall.data, 200, cfg)
     assert r1["pairs"] == r2["pairs"]
 
 
 def test_near_duplicate_decoder_directions_are_flagged(pitfall):
     W = np.random.default_rng(0).standard_normal((200, 16))
     W[2] = 3 * W[12]  # a-specific latent 2 and b-specific latent 12: one direction
-    rep = overlap.analyze(pitfall.top_indices, pitfall.top_acts, pitfall.data, 200,
+    rep = analyze_report(pitfall.top_indices, pitfall.top_acts, pitfall.data, 200,
                           AnalysisConfig(bootstrap=0, permutations=0), W_dec=W)
     assert [2, 12] in [d[:2] for d in rep["pairs"]["a|b"]["near_duplicates"]]
     assert rep["pairs"]["a|control"]["near_duplicates"] == []
@@ -189,9 +190,10 @@ def test_screened_batch_association_equals_the_exact_one(pitfall):
     for alpha in (0.01, 0.2):
         cfg = AnalysisConfig(alpha=alpha, min_log2_ratio=0.3)
         batch = np.stack([counts, noisy])
-        fast = association.associate_batch(batch, n, design, alpha, 0.3)
+        fast = association.associated_sets(batch, n, design, alpha, 0.3)
         for i in range(2):
-            exact = association.associate(batch[i], n, design, cfg)["associated"]
+            exact = association.associate(batch[i], n, design, cfg.alpha,
+                                          cfg.min_log2_ratio).associated
             np.testing.assert_array_equal(fast[i], exact)
 
 
@@ -211,7 +213,7 @@ def test_baseline_control_when_present_else_all_others():
 
 def test_unknown_baseline_label_is_a_config_error(pitfall):
     with pytest.raises(ConfigError) as e:
-        overlap.analyze(pitfall.top_indices, pitfall.top_acts, pitfall.data, 200,
+        analyze_report(pitfall.top_indices, pitfall.top_acts, pitfall.data, 200,
                         AnalysisConfig(baseline="x", bootstrap=0, permutations=0))
     assert str(e.value) == ("analysis.baseline='x' is not a label in the data: labels are "
                             "a, b, control.")
@@ -219,7 +221,7 @@ def test_unknown_baseline_label_is_a_config_error(pitfall):
 
 def test_small_label_is_warned_about():
     planted = make_planted(n_per_label=15, seed=6)
-    rep = overlap.analyze(planted.top_indices, planted.top_acts, planted.data, 200,
+    rep = analyze_report(planted.top_indices, planted.top_acts, planted.data, 200,
                           AnalysisConfig(bootstrap=10, permutations=10))
     assert sum("min_sentences" in w for w in rep["warnings"]) == 3
 
@@ -272,7 +274,7 @@ def test_overlap_properties_on_random_codes(seed, n_sent, d_sae, k, n_labels, ma
     sents = Sentences(labels=labels, subsets=np.array([""] * n_sent),
                       splits=np.where(rng.random(n_sent) < 0.3, "test", "train"))
     data = ActivationSet(np.zeros((N, 1), np.float32), sent_idx, sents)
-    rep = overlap.analyze(idx, acts, data, d_sae, AnalysisConfig(bootstrap=8, permutations=8,
+    rep = analyze_report(idx, acts, data, d_sae, AnalysisConfig(bootstrap=8, permutations=8,
                                                                  probe_k=[1, 2]))
     json.dumps(rep, allow_nan=False)
     for pr in rep["pairs"].values():

@@ -18,10 +18,11 @@ import copy
 import numpy as np
 import scipy.stats
 import torch
+from conftest import analyze_report
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sae_exp.analysis import association, overlap
+from sae_exp.analysis import association
 from sae_exp.config import AnalysisConfig
 from sae_exp.data.types import ActivationSet, Sentences
 from sae_exp.model.sae import SAE
@@ -152,7 +153,7 @@ def random_codes(draw):
 
 def _analyze(idx, acts, sent_idx, sents, d_sae):
     data = ActivationSet(np.zeros((len(sent_idx), 1), np.float32), sent_idx, sents)
-    return overlap.analyze(idx, acts, data, d_sae,
+    return analyze_report(idx, acts, data, d_sae,
                            AnalysisConfig(bootstrap=8, permutations=8, probe_k=[1]))
 
 

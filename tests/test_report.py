@@ -8,10 +8,10 @@ import re
 
 import numpy as np
 import pytest
+from conftest import analyze_report
 from planted_codes import make_planted
 
 from sae_exp import files, report
-from sae_exp.analysis import overlap
 from sae_exp.config import AnalysisConfig
 
 # Column headers that name a row or group, not a number.
@@ -29,7 +29,7 @@ def planted():
 
 @pytest.fixture(scope="module")
 def analysis(planted) -> dict:
-    rep = overlap.analyze(planted.top_indices, planted.top_acts, planted.data, 200,
+    rep = analyze_report(planted.top_indices, planted.top_acts, planted.data, 200,
                           AnalysisConfig(bootstrap=50, permutations=30))
     rep["metrics"] = {"fvu": 0.12, "mse": 0.003, "explained_variance": 0.88, "l0": 8.0,
                       "dead_fraction": 0.0, "dense_fraction": 0.01, "density": [0.1] * 200}
@@ -170,7 +170,7 @@ def test_a_broken_section_does_not_cost_the_report(analysis, tmp_path):
 
 def test_a_run_without_resampling_still_renders(tmp_path):
     planted = make_planted(n_per_label=60, seed=1)
-    rep = overlap.analyze(planted.top_indices, planted.top_acts, planted.data, 200,
+    rep = analyze_report(planted.top_indices, planted.top_acts, planted.data, 200,
                           AnalysisConfig(bootstrap=0, permutations=0))
     report.write_report(tmp_path, rep, HISTORY[:1])
     md = (tmp_path / files.REPORT_MD).read_text()

@@ -11,7 +11,6 @@ import scipy.sparse as sp
 from scipy.special import gammaln
 from scipy.stats import hypergeom
 
-from sae_exp.config import AnalysisConfig
 from sae_exp.errors import ConfigError
 
 CONTROL = "control"
@@ -32,8 +31,6 @@ class LabelDesign:
 
     def baseline_names(self, li: int) -> list[str]:
         return [self.labels[m] for m in np.flatnonzero(self.base[li])]
-
-
 
 
 def label_design(labels_per_sentence: np.ndarray, baseline: str) -> LabelDesign:
@@ -123,49 +120,70 @@ def _log2_ratio(a, n, b, nb):
     return np.log2((a + 0.5) / (n + 1.0)) - np.log2((b + 0.5) / (nb + 1.0))
 
 
-def associate(counts: np.ndarray, n: np.ndarray, design: LabelDesign, cfg: AnalysisConfig) -> dict:
-    """Exact association statistics for [d_sae, L] per-label firing counts.
+@dataclass
+class Association:
+    """Association statistics, arrays [..., d_sae, L] (latent x label).
 
-    Returns arrays [d_sae, L]: rate, baseline_rate, log2_ratio, p, q, associated (bool)."""
-    n = np.asarray(n, dtype=np.float64)
-    b, nb = _rates(counts, n, design.base)
-    p = fisher_greater(counts, counts + b, n, n + nb)
-    q = bh_qvalues(p.ravel()).reshape(p.shape)
-    l2r = _log2_ratio(counts, n, b, nb)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rate = np.where(n > 0, counts / np.maximum(n, 1), np.nan)
-        brate = np.where(nb > 0, b / np.maximum(nb, 1), np.nan)
-    assoc = (q < cfg.alpha) & (l2r >= cfg.min_log2_ratio)
-    return {"rate": rate, "baseline_rate": brate, "log2_ratio": l2r, "p": p, "q": q,
-            "associated": assoc}
+    rate / baseline_rate: share of the label's / its baseline's sentences where the latent
+    fires; log2_ratio: log2 of their ratio (+0.5 pseudo-count); p: one-sided Fisher p-value;
+    q: Benjamini-Hochberg q over all latents x labels; associated: q < alpha and
+    log2_ratio >= min_log2_ratio. With `screen`, p (and q) are exact only where a test could
+    pass BH; elsewhere p stands in as 1 (same `associated`, tested)."""
+
+    rate: np.ndarray
+    baseline_rate: np.ndarray
+    log2_ratio: np.ndarray
+    p: np.ndarray
+    q: np.ndarray
+    associated: np.ndarray
+
+    @property
+    def specific(self) -> np.ndarray:
+        """Associated with exactly one label."""
+        return self.associated & (self.associated.sum(-1, keepdims=True) == 1)
 
 
-def associate_batch(
-    counts: np.ndarray, n: np.ndarray, design: LabelDesign, alpha: float, min_log2: float
-) -> np.ndarray:
-    """Association sets [B, d_sae, L] for a batch of resampled counts [B, d_sae, L].
-
-    Same decisions as `associate` (tested), but only tests that could pass BH get an exact
-    p-value: BH rejects nothing with p > alpha, and such p-values do not change the ranks of
-    the smaller ones, so they can stand in as 1."""
-    n = np.asarray(n, dtype=np.float64)
-    b, nb = _rates(counts, n, design.base)
-    M = n + nb
-    K = counts + b
-    p = np.ones_like(counts)
+def _screened_p(counts, K, n, M, alpha: float) -> np.ndarray:
+    """Fisher p-values where the cheap tail bound says BH could reject; 1 elsewhere. BH
+    rejects nothing with p > alpha, and such p-values do not change the ranks of the smaller
+    ones, so they can stand in as 1."""
+    p = np.ones_like(counts, dtype=np.float64)
     maybe = counts >= 1
-    nn = np.broadcast_to(n, counts.shape)
-    MM = np.broadcast_to(M, counts.shape)
+    nn, MM = np.broadcast_to(n, counts.shape), np.broadcast_to(M, counts.shape)
     lb = tail_lower_bound(counts[maybe], K[maybe], nn[maybe], MM[maybe])
     cand = np.zeros_like(maybe)
     cand[maybe] = lb <= alpha
     if cand.any():
         keys = np.stack([counts[cand], K[cand], nn[cand], MM[cand]], axis=1)
         uniq, inv = np.unique(keys, axis=0, return_inverse=True)
-        exact = fisher_greater(uniq[:, 0], uniq[:, 1], uniq[:, 2], uniq[:, 3])
-        p[cand] = exact[inv.ravel()]
-    q = bh_qvalues(p.reshape(len(p), -1)).reshape(p.shape)
-    return (q < alpha) & (_log2_ratio(counts, n, b, nb) >= min_log2)
+        p[cand] = fisher_greater(uniq[:, 0], uniq[:, 1], uniq[:, 2], uniq[:, 3])[inv.ravel()]
+    return p
+
+
+def associate(counts: np.ndarray, n: np.ndarray, design: LabelDesign, alpha: float,
+              min_log2: float, screen: bool = False) -> Association:
+    """Association of latents with labels from per-label firing counts [..., d_sae, L]
+    (a leading batch axis: resampled or permuted counts, BH within each batch item).
+
+    screen: compute exact p-values only where a test could pass (resampling loops)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    b, nb = _rates(counts, n, design.base)
+    M, K = n + nb, counts + b
+    p = _screened_p(counts, K, n, M, alpha) if screen else fisher_greater(counts, K, n, M)
+    flat = p.reshape(*p.shape[:-2], -1)
+    q = bh_qvalues(flat).reshape(p.shape)
+    l2r = _log2_ratio(counts, n, b, nb)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(n > 0, counts / np.maximum(n, 1), np.nan)
+        brate = np.where(nb > 0, b / np.maximum(nb, 1), np.nan)
+    return Association(rate, brate, l2r, p, q, (q < alpha) & (l2r >= min_log2))
+
+
+def associated_sets(counts: np.ndarray, n: np.ndarray, design: LabelDesign, alpha: float,
+                    min_log2: float) -> np.ndarray:
+    """Only the association sets [..., d_sae, L] (bool), screened: the resampling loops' call."""
+    return associate(counts, n, design, alpha, min_log2, screen=True).associated
 
 
 def label_counts(F: sp.csr_matrix, label_of: np.ndarray, n_labels: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from sae_exp.analysis.association import LabelDesign, associate_batch, label_counts, label_design
+from sae_exp.analysis.association import LabelDesign, associated_sets, label_counts, label_design
 from sae_exp.analysis.uncertainty import (
     enrichment_z,
     pair_overlap,
@@ -102,7 +102,7 @@ def expected_overlap(pop: Population, n: int, n_truth: int, alpha: float, min_lo
     Latents are independent, so a fresh data set's counts are binomial draws."""
     design = _design(np.repeat(np.arange(3), 2))
     counts = rng.binomial(n, pop.rates.T[None].repeat(n_truth, 0)).astype(np.float64)
-    assoc = associate_batch(counts, np.full(3, float(n)), design, alpha, min_log2)
+    assoc = associated_sets(counts, np.full(3, float(n)), design, alpha, min_log2)
     j, o = pair_overlap(assoc, PAIRS[:1])
     return float(j.mean()), float(o.mean())
 
@@ -116,7 +116,7 @@ def _percentile_bootstrap(F, design, R, alpha, min_log2, level, rng) -> list[flo
         w = np.stack([np.bincount(rng.integers(0, len(g), len(g)), minlength=len(g))
                       for _ in range(R)]).astype(np.float64)
         counts[:, :, li] = (F[g].T @ w.T).T
-    j = pair_overlap(associate_batch(counts, n, design, alpha, min_log2), PAIRS[:1])[0][:, 0]
+    j = pair_overlap(associated_sets(counts, n, design, alpha, min_log2), PAIRS[:1])[0][:, 0]
     return [float(v) for v in np.quantile(j, [(1 - level) / 2, (1 + level) / 2])]
 
 
@@ -132,7 +132,7 @@ def coverage_study(n_sets: int = 200, n: int = 300, resamples: int = 200, n_trut
         F, label_of = draw(pop, n, rng)
         design = _design(label_of)
         counts = label_counts(F, label_of, 3)
-        assoc = associate_batch(counts[None], np.full(3, float(n)), design, alpha, min_log2)[0]
+        assoc = associated_sets(counts[None], np.full(3, float(n)), design, alpha, min_log2)[0]
         j, o = (v[0] for v in pair_overlap(assoc, PAIRS[:1]))
         subs = subsample_sets(F, design, resamples, alpha, min_log2, rng)
         m, nn = subs.m[:2].sum(), subs.n[:2].sum()
@@ -175,7 +175,7 @@ def null_pvalue_study(n_sets: int = 200, n: int = 300, permutations: int = 199,
         score = shared_score(enrichment_z(counts, nn, design), PAIRS[:1])[0]
         null = permutation_null(F, design, permutations, alpha, min_log2, rng)
         p.append(permutation_p(score, null.score[:, 0]))
-        sizes.append(int(associate_batch(counts[None], nn, design, alpha, min_log2)[0].sum()))
+        sizes.append(int(associated_sets(counts[None], nn, design, alpha, min_log2)[0].sum()))
     p = np.array(p)
     return {"n_sets": n_sets, "permutations": permutations, "p_values": p.tolist(),
             "share_below_0.05": float((p <= 0.05).mean()),
@@ -199,7 +199,7 @@ def shared_study(n_sets: int = 200, n: int = 300, n_shared: int = 0, alpha: floa
         F, label_of = draw(pop, n, rng)
         design = _design(label_of)
         counts = label_counts(F, label_of, 3)
-        assoc = associate_batch(counts[None], np.full(3, float(n)), design, alpha, min_log2)[0]
+        assoc = associated_sets(counts[None], np.full(3, float(n)), design, alpha, min_log2)[0]
         live = counts.sum(1) > 0
         A, B = assoc[live, 0], assoc[live, 1]
         cond.append(shared_given_rates_p(A, B, counts[live, 2]))

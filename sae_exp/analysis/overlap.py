@@ -27,20 +27,24 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
 
 from sae_exp.analysis import probes as probe
 from sae_exp.analysis.association import (
+    Association,
     LabelDesign,
     associate,
     label_counts,
     label_design,
 )
-from sae_exp.analysis.definitions import DEFINITIONS, NEAR_DUPLICATE_COS
+from sae_exp.analysis.definitions import NEAR_DUPLICATE_COS
 from sae_exp.analysis.firing import Peaks, firing_matrix, firing_thresholds, sentence_peaks
 from sae_exp.analysis.uncertainty import (
+    PermutationNull,
+    Subsamples,
     enrichment_z,
     pair_overlap,
     permutation_null,
@@ -73,27 +77,24 @@ def _near_duplicates(W_dec, only_a: list[int], only_b: list[int]) -> list[list]:
             for i in order]
 
 
-def naive_overlap(peaks: Peaks, design: LabelDesign, d_sae: int) -> dict:
-    """The notebook's overlap: Jaccard of 'latents ever non-zero in the label'. Misleading."""
+@dataclass
+class NaiveOverlap:
+    """The notebook's overlap: Jaccard of 'latents ever non-zero in the label'. Misleading,
+    kept for comparison. latents_per_label [L]; jaccard, shared [P] over `pairs`."""
+
+    pairs: list[tuple[int, int]]
+    latents_per_label: np.ndarray
+    jaccard: np.ndarray
+    shared: np.ndarray
+
+
+def naive_overlap(peaks: Peaks, design: LabelDesign, d_sae: int) -> NaiveOverlap:
     L = len(design.labels)
     ever = np.zeros((d_sae, L), dtype=bool)
     ever[peaks.latent, design.label_of[peaks.sentence]] = True
     pairs = list(combinations(range(L), 2))
-    jac = pair_overlap(ever, pairs)[0]
-    return {
-        "note": "MISLEADING, kept for comparison with the notebook: "
-        + DEFINITIONS["naive_jaccard"],
-        "latents_per_label": {lab: int(ever[:, li].sum()) for li, lab in enumerate(design.labels)},
-        "pairs": {
-            _pair_key(design.labels, a, b): {
-                "jaccard": float(jac[i]), "shared": int((ever[:, a] & ever[:, b]).sum())}
-            for i, (a, b) in enumerate(pairs)
-        },
-    }
-
-
-def _pair_key(labels: list[str], a: int, b: int) -> str:
-    return "|".join(sorted([labels[a], labels[b]]))
+    shared = np.array([(ever[:, a] & ever[:, b]).sum() for a, b in pairs], dtype=np.int64)
+    return NaiveOverlap(pairs, ever.sum(0), pair_overlap(ever, pairs)[0], shared)
 
 
 def _sentence_positions(sentence_index: np.ndarray) -> np.ndarray:
@@ -140,37 +141,6 @@ def top_examples(peaks: Peaks, data: ActivationSet, d_sae: int, n_top: int) -> l
     return out
 
 
-def _round(x, sig: int = 6) -> float | None:
-    """`sig` significant digits (p-values of 1e-80 must not round to 0); None for NaN/Inf."""
-    x = float(x)
-    return None if not np.isfinite(x) else float(f"{x:.{sig}g}")
-
-
-def latent_records(stats, design, density, fire_density, thresholds, stability, examples) -> list:
-    """One dict per latent (features.jsonl): density, per-label rates, p, q, examples."""
-    labels = design.labels
-    assoc = stats["associated"]
-    n_assoc = assoc.sum(1)
-    recs = []
-    for j in range(len(density)):
-        per = {k: {lab: _round(stats[k][j, li]) for li, lab in enumerate(labels)}
-               for k in ("rate", "baseline_rate", "log2_ratio", "p", "q")}
-        associated = [lab for li, lab in enumerate(labels) if assoc[j, li]]
-        recs.append({
-            "id": j,
-            "density": _round(density[j]),
-            "fire_density": _round(fire_density[j]),
-            "threshold": float(thresholds[j]),  # full precision: inspect re-applies it
-            **per,
-            "stability": None if stability is None else
-            {lab: _round(stability[j, li], 4) for li, lab in enumerate(labels)},
-            "associated": associated,
-            "specific_to": associated[0] if n_assoc[j] == 1 else None,
-            "top_examples": examples[j],
-        })
-    return recs
-
-
 def _check_cfg(cfg: AnalysisConfig) -> None:
     if not 0 < cfg.ci_level < 1:
         raise ConfigError(f"analysis.ci_level={cfg.ci_level!r} is invalid: use a value in (0, 1).")
@@ -197,6 +167,78 @@ def _warnings(design: LabelDesign, n: np.ndarray, data: ActivationSet, cfg) -> l
     return out
 
 
+@dataclass
+class PairResult:
+    """The overlap of labels a and b (indices into the labels): Jaccard and overlap
+    coefficient of their train-selected association sets, intervals (None without
+    subsamples), the shared latents, the shared-enrichment score and its permutation p-value,
+    p_shared given firing rates (None with two labels), near-duplicate decoder pairs."""
+
+    a: int
+    b: int
+    jaccard: float
+    jaccard_ci: list[float] | None
+    overlap_coefficient: float
+    overlap_coefficient_ci: list[float] | None
+    shared: np.ndarray
+    shared_score: float
+    p_value: float | None
+    null_score_mean: float | None
+    p_shared: float | None
+    near_duplicates: list[list]
+
+
+@dataclass
+class Overlap:
+    """Everything the analysis measured, as plain arrays (latent x label unless said);
+    report.sections turns it into report.json's fields."""
+
+    design: LabelDesign
+    assoc: Association  # selected on the train split
+    n: np.ndarray  # [L] sentences per label, all splits
+    n_rows: np.ndarray  # [L] activation rows per label
+    n_train: np.ndarray  # [L] train sentences per label
+    n_test: np.ndarray  # [L]
+    split_rule: str
+    thresholds: np.ndarray  # [d_sae] firing threshold per latent
+    density: np.ndarray  # [d_sae] share of rows where the latent is active (> 0)
+    fire_density: np.ndarray  # [d_sae] share of rows where it fires (above its threshold)
+    active_entries: int
+    firing_entries: int
+    null: PermutationNull
+    subsamples: Subsamples | None  # None when analysis.bootstrap = 0
+    pairs: list[PairResult]
+    naive: NaiveOverlap
+    probes: dict
+    examples: list[list[dict]]
+    baseline_setting: str
+    settings: dict
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Timer:
+    """Seconds per analysis step, for the log line and report.json's timings_s."""
+
+    def __init__(self):
+        self.t0 = self.t = time.perf_counter()
+        self.times: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.times[name] = now - self.t
+        self.t = now
+
+
+def _split(data: ActivationSet) -> tuple[np.ndarray, np.ndarray]:
+    splits = np.asarray(data.sentences.splits).astype(str)
+    train = splits == "train"
+    if not train.any():
+        raise DataError("the data has no train-split sentences: association sets are selected "
+                        "on the train split.")
+    return splits, train
+
+
 def analyze(
     top_indices: np.ndarray,
     top_acts: np.ndarray,
@@ -204,158 +246,91 @@ def analyze(
     d_sae: int,
     cfg: AnalysisConfig,
     W_dec: np.ndarray | None = None,
-) -> dict:
+) -> Overlap:
     """Association, overlap, probing and per-latent statistics of an SAE's sparse codes.
 
     top_indices/top_acts [N, k]: codes of every row of `data` in row order; activation 0 marks
     an inactive slot. W_dec [d_sae, d_in] (optional) flags near-duplicate decoder directions.
-    Returns a JSON-serialisable dict (fields in DESIGN.md; every number named in DEFINITIONS).
     """
     _check_cfg(cfg)
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
+    clock = _Timer()
     top_indices = np.asarray(top_indices, dtype=np.int64)
     top_acts = np.asarray(top_acts, dtype=np.float32)
     sent_idx = np.asarray(data.sentence_index, dtype=np.int64)
     S, N = len(data.sentences), len(top_acts)
     design = label_design(np.asarray(data.sentences.labels), cfg.baseline)
-    labels, L = design.labels, len(design.labels)
+    L = len(design.labels)
     rng = np.random.default_rng(cfg.seed)
-
-    splits = np.asarray(data.sentences.splits).astype(str)
-    train = splits == "train"
-    if not train.any():
-        raise DataError("the data has no train-split sentences: association sets are selected "
-                        "on the train split.")
+    splits, train = _split(data)
     train_rows = train[sent_idx]
     # thresholds are label-blind, but still taken on train rows only
     thr = firing_thresholds(top_indices[train_rows], top_acts[train_rows], d_sae,
                             cfg.fire_fraction, cfg.fire_percentile)
     active = top_acts > 0
-    density = np.bincount(top_indices[active], minlength=d_sae) / max(N, 1)
     fires = active & (top_acts > thr[top_indices])
-    fire_density = np.bincount(top_indices[fires], minlength=d_sae) / max(N, 1)
     peaks = sentence_peaks(top_indices, top_acts, sent_idx, d_sae)
-    F = firing_matrix(peaks, thr, S, d_sae)
-    F_tr = F[np.flatnonzero(train)]
+    F_tr = firing_matrix(peaks, thr, S, d_sae)[np.flatnonzero(train)]
     design_tr = LabelDesign(design.labels, design.label_of[train], design.base)
-    n = np.bincount(design.label_of, minlength=L).astype(np.float64)
     n_tr = np.bincount(design_tr.label_of, minlength=L).astype(np.float64)
     counts_tr = label_counts(F_tr, design_tr.label_of, L)
-    stats = associate(counts_tr, n_tr, design, cfg)
-    timings["association"] = time.perf_counter() - t0
+    assoc = associate(counts_tr, n_tr, design, cfg.alpha, cfg.min_log2_ratio)
+    clock.lap("association")
 
-    t = time.perf_counter()
     subs = subsample_sets(F_tr, design_tr, cfg.bootstrap, cfg.alpha, cfg.min_log2_ratio, rng)
-    timings["subsamples"] = time.perf_counter() - t
-    t = time.perf_counter()
+    clock.lap("subsamples")
     null = permutation_null(F_tr, design_tr, cfg.permutations, cfg.alpha, cfg.min_log2_ratio,
                             rng)
-    timings["permutations"] = time.perf_counter() - t
+    clock.lap("permutations")
+    w_rows = None if W_dec is None else np.shape(W_dec)[0]
+    if w_rows != d_sae:
+        W_dec = None
+    pairs = _pairs(design, assoc.associated, counts_tr, n_tr, subs, null, cfg, W_dec)
+    clock.lap("pairs")
 
-    assoc = stats["associated"]
-    categories = _categories(design, assoc, n, sent_idx, data, null.sizes)
-    t = time.perf_counter()
-    pairs = _pairs(design, assoc, counts_tr, n_tr, subs, null, cfg, W_dec, d_sae)
-    timings["pairs"] = time.perf_counter() - t
-
-    t = time.perf_counter()
     pooled = probe.pool_sentences(top_indices, top_acts, sent_idx, S, d_sae)
-    dense = probe.pool_dense(data.acts, sent_idx, S)
+    specific = assoc.specific
     probes = probe.sparse_probing(
         pooled, design.labels, design.label_of, np.asarray(data.sentences.subsets).astype(str),
-        splits, {lab: categories[lab]["specific"] for lab in labels}, list(cfg.probe_k),
-        cfg.probe_l2, dense=dense,
-    )
-    timings["probe"] = time.perf_counter() - t
-
-    t = time.perf_counter()
+        splits, {lab: np.flatnonzero(specific[:, li]).tolist()
+                 for li, lab in enumerate(design.labels)},
+        list(cfg.probe_k), cfg.probe_l2, dense=probe.pool_dense(data.acts, sent_idx, S))
+    clock.lap("probe")
     examples = top_examples(peaks, data, d_sae, cfg.top_examples)
-    latents = latent_records(stats, design, density, fire_density, thr,
-                             subs.stability if cfg.bootstrap else None, examples)
-    timings["latents"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t0
+    clock.lap("latents")
+    clock.times["total"] = time.perf_counter() - clock.t0
     log.info("overlap analysis: %d sentences, %d latents, %d labels in %.1fs (%s)", S, d_sae, L,
-             timings["total"], ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+             clock.times["total"], ", ".join(f"{k} {v:.1f}s" for k, v in clock.times.items()))
+    n = np.bincount(design.label_of, minlength=L).astype(np.float64)
     warnings = _warnings(design, n, data, cfg) + probes.pop("warnings", [])
-    if W_dec is not None and np.shape(W_dec)[0] != d_sae:
-        warnings.append(f"W_dec has {np.shape(W_dec)[0]} rows, not d_sae={d_sae}: ignored.")
-    return {
-        "categories": categories,
-        "pairs": pairs,
-        "naive_overlap": naive_overlap(peaks, design, d_sae),
-        "probe": probes,
-        "latents": latents,
-        "baseline": _baseline_summary(design, cfg.baseline),
-        "thresholds": _threshold_summary(cfg, thr, active, fires, density),
-        "settings": {
+    if w_rows is not None and w_rows != d_sae:
+        warnings.append(f"W_dec has {w_rows} rows, not d_sae={d_sae}: ignored.")
+    is_test = splits == "test"
+    return Overlap(
+        design=design, assoc=assoc, n=n,
+        n_rows=np.bincount(design.label_of[sent_idx], minlength=L),
+        n_train=np.bincount(design.label_of[train], minlength=L),
+        n_test=np.bincount(design.label_of[is_test], minlength=L),
+        split_rule=data.sentences.split_rule or "not recorded by the data source",
+        thresholds=thr,
+        density=np.bincount(top_indices[active], minlength=d_sae) / max(N, 1),
+        fire_density=np.bincount(top_indices[fires], minlength=d_sae) / max(N, 1),
+        active_entries=int(active.sum()), firing_entries=int(fires.sum()),
+        null=null, subsamples=subs if cfg.bootstrap else None, pairs=pairs,
+        naive=naive_overlap(peaks, design, d_sae), probes=probes, examples=examples,
+        baseline_setting=cfg.baseline,
+        settings={
             "alpha": cfg.alpha, "min_log2_ratio": cfg.min_log2_ratio, "pseudo_count": 0.5,
             "bootstrap": cfg.bootstrap, "permutations": cfg.permutations,
             "ci_level": cfg.ci_level, "seed": cfg.seed, "probe_k": list(cfg.probe_k),
             "probe_l2": cfg.probe_l2, "n_sentences": S, "n_rows": N, "d_sae": d_sae,
             "subsample_fraction": float(subs.m.sum() / max(subs.n.sum(), 1)),
+            "fire_fraction": cfg.fire_fraction, "fire_percentile": cfg.fire_percentile,
         },
-        "split": {
-            "n_train_sentences": int(train.sum()),
-            "n_test_sentences": int((splits == "test").sum()),
-            "rule": data.sentences.split_rule or "not recorded by the data source",
-            "use": ("association sets (features, specific), their intervals and p-values: train "
-                    "sentences only; every probe accuracy: test sentences only"),
-        },
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "warnings": warnings,
-        "definitions": dict(DEFINITIONS),
-    }
+        warnings=warnings, timings=clock.times)
 
 
-def _categories(design, assoc, n, sent_idx, data, null_sizes) -> dict:
-    """Per label: sizes, baseline, associated and specific latent ids, null false positives."""
-    specific = assoc & (assoc.sum(1, keepdims=True) == 1)
-    row_label = design.label_of[sent_idx]
-    is_train = np.asarray(data.sentences.splits).astype(str) == "train"
-    return {
-        lab: {
-            "n_sentences": int(n[li]),
-            "n_rows": int((row_label == li).sum()),
-            "n_train_sentences": int(((design.label_of == li) & is_train).sum()),
-            "n_test_sentences": int(((design.label_of == li) & ~is_train).sum()),
-            "baseline": design.baseline_names(li),
-            "features": np.flatnonzero(assoc[:, li]).tolist(),
-            "specific": np.flatnonzero(specific[:, li]).tolist(),
-            "n_features": int(assoc[:, li].sum()),
-            "n_specific": int(specific[:, li].sum()),
-            "null_features": _round(null_sizes[:, li].mean(), 3) if len(null_sizes) else None,
-        }
-        for li, lab in enumerate(design.labels)
-    }
-
-
-def _baseline_summary(design: LabelDesign, setting: str) -> dict:
-    per = {lab: design.baseline_names(li) for li, lab in enumerate(design.labels)}
-    refs = {tuple(v) for v in per.values() if len(v) == 1}
-    if len(refs) == 1 and len(design.labels) > 2:
-        ref = next(iter(refs))[0]
-        text = f"each label is compared with {ref!r}; {ref!r} itself with all other labels"
-    else:
-        text = "each label is compared with all other labels"
-    return {"setting": setting, "per_label": per, "description": text}
-
-
-def _threshold_summary(cfg, thr, active, fires, density) -> dict:
-    live = density > 0
-    return {
-        "rule": DEFINITIONS["fires"],
-        "fire_fraction": cfg.fire_fraction,
-        "fire_percentile": cfg.fire_percentile,
-        "active_entries": int(active.sum()),
-        "firing_entries": int(fires.sum()),
-        "kept_fraction": _round(fires.sum() / max(active.sum(), 1), 4),
-        "median_threshold": _round(np.median(thr[live])) if live.any() else None,
-    }
-
-
-def _pairs(design, assoc, counts, n, subs, null, cfg, W_dec, d_sae) -> dict:
-    """Per pair of labels: Jaccard and overlap coefficient with intervals, shared ids, p-values.
+def _pairs(design, assoc, counts, n, subs, null, cfg, W_dec) -> list[PairResult]:
+    """Per pair of labels: overlap with intervals, shared ids, p-values.
 
     counts [d_sae, L], n [L]: train-split firing counts and sentences, the ones the sets came
     from."""
@@ -363,34 +338,22 @@ def _pairs(design, assoc, counts, n, subs, null, cfg, W_dec, d_sae) -> dict:
     jac, ovl = pair_overlap(assoc, pairs)
     score = shared_score(enrichment_z(counts, n, design), pairs)
     live = counts.sum(1) > 0
-    if W_dec is not None and np.shape(W_dec)[0] != d_sae:
-        W_dec = None
-    out = {}
+    out = []
     for i, (a, b) in enumerate(pairs):
         A, B = assoc[:, a], assoc[:, b]
-        shared = np.flatnonzero(A & B)
         others = [m for m in range(len(design.labels)) if m not in (a, b)]
-        p_shared = None
-        if others:
-            p_shared = shared_given_rates_p(A[live], B[live], counts[live][:, others].sum(1))
         m, nn = subs.m[[a, b]].sum(), subs.n[[a, b]].sum()
-        out[_pair_key(design.labels, a, b)] = {
-            "jaccard": float(jac[i]),
-            "jaccard_ci": subsample_interval(jac[i], subs.jaccard[:, i], m, nn, cfg.ci_level)
-            if cfg.bootstrap else None,
-            "overlap_coefficient": float(ovl[i]),
-            "overlap_coefficient_ci": subsample_interval(ovl[i], subs.overlap[:, i], m, nn,
-                                                         cfg.ci_level)
-            if cfg.bootstrap else None,
-            "shared": shared.tolist(),
-            "n_shared": int(len(shared)),
-            "n_features": {design.labels[a]: int(A.sum()), design.labels[b]: int(B.sum())},
-            "shared_score": _round(score[i]),
-            "p_value": permutation_p(score[i], null.score[:, i]),
-            "null_shared_score_mean": _round(null.score[:, i].mean(), 4)
-            if len(null.score) else None,
-            "p_shared": _round(p_shared) if p_shared is not None else None,
-            "near_duplicates": _near_duplicates(
-                W_dec, np.flatnonzero(A & ~B).tolist(), np.flatnonzero(B & ~A).tolist()),
-        }
+        ci_j, ci_o = ((subsample_interval(jac[i], subs.jaccard[:, i], m, nn, cfg.ci_level),
+                       subsample_interval(ovl[i], subs.overlap[:, i], m, nn, cfg.ci_level))
+                      if cfg.bootstrap else (None, None))
+        out.append(PairResult(
+            a=a, b=b, jaccard=float(jac[i]), jaccard_ci=ci_j,
+            overlap_coefficient=float(ovl[i]), overlap_coefficient_ci=ci_o,
+            shared=np.flatnonzero(A & B), shared_score=float(score[i]),
+            p_value=permutation_p(score[i], null.score[:, i]),
+            null_score_mean=float(null.score[:, i].mean()) if len(null.score) else None,
+            p_shared=shared_given_rates_p(A[live], B[live], counts[live][:, others].sum(1))
+            if others else None,
+            near_duplicates=_near_duplicates(W_dec, np.flatnonzero(A & ~B).tolist(),
+                                             np.flatnonzero(B & ~A).tolist())))
     return out

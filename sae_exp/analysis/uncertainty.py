@@ -35,7 +35,7 @@ from scipy.optimize import minimize
 from scipy.special import expit
 from scipy.stats import norm
 
-from sae_exp.analysis.association import LabelDesign, _rates, associate_batch
+from sae_exp.analysis.association import LabelDesign, _rates, associated_sets
 
 MAX_BATCH_CELLS = 1_500_000  # resamples per batch x d_sae x labels held in memory at once
 SUBSAMPLE_FRACTION = 0.5  # share of each label's sentences in one subsample (m / n)
@@ -93,7 +93,7 @@ def subsample_sets(F, design: LabelDesign, n_resamples: int, alpha: float, min_l
                 pick = np.argpartition(rng.random((B, len(g))), int(m[li]) - 1, axis=1)
                 np.put_along_axis(w, pick[:, : int(m[li])], 1.0, axis=1)
             counts[:, :, li] = (FT[li] @ w.T).T
-        assoc = associate_batch(counts, m, design, alpha, min_log2)
+        assoc = associated_sets(counts, m, design, alpha, min_log2)
         j, o = pair_overlap(assoc, pairs)
         jac.append(j)
         ovl.append(o)
@@ -157,7 +157,7 @@ def permutation_null(F, design: LabelDesign, n_perm: int, alpha: float, min_log2
         onehot[np.arange(S)[:, None], np.arange(B)[None, :], perm.T] = 1.0
         counts = np.asarray(FT @ onehot.reshape(S, B * L)).reshape(d, B, L).transpose(1, 0, 2)
         score.append(shared_score(enrichment_z(counts, n, design), pairs))
-        sizes.append(associate_batch(counts, n, design, alpha, min_log2).sum(1))
+        sizes.append(associated_sets(counts, n, design, alpha, min_log2).sum(1))
     if not score:
         return PermutationNull(np.zeros((0, len(pairs))), np.zeros((0, L)))
     return PermutationNull(np.concatenate(score), np.concatenate(sizes))
