@@ -39,7 +39,7 @@ PIECES = ("floor", "select", "gather_acts", "decode", "aux", "backward", "projec
 
 def _select(sae: SAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     pre = sae.pre_activations(x)
-    return pre, sae.select(pre)
+    return pre, sae.select(pre)[0]
 
 
 def _aux_loss(sae: SAE, x: torch.Tensor, x_hat: torch.Tensor, pre: torch.Tensor,

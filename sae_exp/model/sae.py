@@ -88,48 +88,41 @@ class SAE(nn.Module):
             xc = x - self.b_dec if self.center_input else x
             return torch.addmm(self.b_enc, xc, self.W_enc)
 
-    def select(self, pre: Tensor, k: int | None = None) -> Tensor:
-        """[B, k'] latent ids to keep. topk: per row; batchtopk: k*B over the batch in training,
-        a learned threshold at inference; relu_l1: every positive latent (padded to the row max)."""
+    def select(self, pre: Tensor, k: int | None = None) -> tuple[Tensor, Tensor | None]:
+        """Which latents each row keeps: (ids [B, w], kept [B, w] bool, or None when every
+        slot is kept). The one place each sparsity kind's rule lives:
+        - topk: the k largest pre-activations of each row (w = k);
+        - batchtopk in training: the k*B largest positive pre-activations of the batch, and
+          the running inference threshold updated from the smallest of them;
+        - batchtopk at inference / relu_l1: every pre-activation above the threshold (0 for
+          relu_l1).
+        Rows keep different numbers of latents in the last two, so w is the largest count and
+        shorter rows are padded with slots marked not kept (their activation must be 0)."""
         k = self.k if k is None else k
         if self.kind == "topk":
-            return pre.topk(k, dim=1, sorted=False).indices
+            return pre.topk(k, dim=1, sorted=False).indices, None
         if self.kind == "batchtopk" and self.training:
-            return self._batch_topk(pre, k)[0]
-        # batchtopk at inference, relu_l1: everything above the threshold (0 for relu_l1)
-        thr = self.threshold if self.kind == "batchtopk" else 0.0
-        width = max(int((pre > thr).sum(1).max()), 1)
-        return pre.topk(min(width, self.d_sae), dim=1).indices
-
-    def _batch_topk(self, pre: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """batchtopk in training: the k*B largest positive pre-activations of the batch.
-        Returns (ids [B, w], kept [B, w] bool), w = the most latents a row keeps; rows that
-        keep fewer are padded with slots marked not kept (their activation must be 0)."""
-        flat = pre.flatten().topk(k * pre.shape[0], sorted=False)
-        keep = torch.zeros_like(pre, dtype=torch.bool).flatten()
-        keep[flat.indices] = True
-        keep = keep.view_as(pre) & (pre > 0)
+            flat = pre.flatten().topk(k * pre.shape[0], sorted=False)
+            keep = torch.zeros_like(pre, dtype=torch.bool).flatten()
+            keep[flat.indices] = True
+            keep = keep.view_as(pre) & (pre > 0)
+            with torch.no_grad():
+                vals = flat.values[flat.values > 0]
+                if vals.numel():
+                    self.threshold.mul_(0.99).add_(0.01 * vals.min())
+        else:
+            keep = pre > (self.threshold if self.kind == "batchtopk" else 0.0)
         width = max(int(keep.sum(1).max()), 1)
-        with torch.no_grad():
-            vals = flat.values[flat.values > 0]
-            if vals.numel():
-                self.threshold.mul_(0.99).add_(0.01 * vals.min())
         top = torch.where(keep, pre, torch.full_like(pre, -torch.inf)).topk(width, dim=1)
         return top.indices, torch.isfinite(top.values)
 
     def encode(self, x: Tensor, k: int | None = None) -> EncoderOutput:
         """Sparse code of x [B, d_in]; top_acts are differentiable in W_enc, b_enc, b_dec."""
         pre = self.pre_activations(x)
-        kept = None
-        if self.kind == "batchtopk" and self.training:
-            idx, kept = self._batch_topk(pre, self.k if k is None else k)
-        else:
-            idx = self.select(pre, k)
+        idx, kept = self.select(pre, k)
         acts = self.gather_acts(x, pre, idx)
         if kept is not None:
             acts = acts * kept  # padding slots would otherwise carry ReLU(pre) of dropped latents
-        elif self.kind == "batchtopk":
-            acts = acts * (acts > self.threshold)
         return EncoderOutput(acts, idx, pre)
 
     def gather_acts(self, x: Tensor, pre: Tensor, idx: Tensor) -> Tensor:
