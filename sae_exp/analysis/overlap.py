@@ -239,6 +239,36 @@ def _split(data: ActivationSet) -> tuple[np.ndarray, np.ndarray]:
     return splits, train
 
 
+@dataclass
+class _Firing:
+    """Which codes fire: per-latent thresholds (taken on train rows only: label-blind, yet
+    not fitted on test rows), the active and firing masks [N, k], per-sentence peaks."""
+
+    thresholds: np.ndarray
+    active: np.ndarray
+    fires: np.ndarray
+    peaks: Peaks
+
+
+def _firing(top_indices, top_acts, sent_idx, train_rows, d_sae, cfg) -> _Firing:
+    thr = firing_thresholds(top_indices[train_rows], top_acts[train_rows], d_sae,
+                            cfg.fire_fraction, cfg.fire_percentile)
+    active = top_acts > 0
+    return _Firing(thr, active, active & (top_acts > thr[top_indices]),
+                   sentence_peaks(top_indices, top_acts, sent_idx, d_sae))
+
+
+def _settings(cfg: AnalysisConfig, S: int, N: int, d_sae: int, subs: Subsamples) -> dict:
+    return {
+        "alpha": cfg.alpha, "min_log2_ratio": cfg.min_log2_ratio, "pseudo_count": 0.5,
+        "bootstrap": cfg.bootstrap, "permutations": cfg.permutations,
+        "ci_level": cfg.ci_level, "seed": cfg.seed, "probe_k": list(cfg.probe_k),
+        "probe_l2": cfg.probe_l2, "n_sentences": S, "n_rows": N, "d_sae": d_sae,
+        "subsample_fraction": float(subs.m.sum() / max(subs.n.sum(), 1)),
+        "fire_fraction": cfg.fire_fraction, "fire_percentile": cfg.fire_percentile,
+    }
+
+
 def analyze(
     top_indices: np.ndarray,
     top_acts: np.ndarray,
@@ -251,6 +281,7 @@ def analyze(
 
     top_indices/top_acts [N, k]: codes of every row of `data` in row order; activation 0 marks
     an inactive slot. W_dec [d_sae, d_in] (optional) flags near-duplicate decoder directions.
+    Sets are selected on train sentences; probes are scored on test sentences.
     """
     _check_cfg(cfg)
     clock = _Timer()
@@ -262,40 +293,30 @@ def analyze(
     L = len(design.labels)
     rng = np.random.default_rng(cfg.seed)
     splits, train = _split(data)
-    train_rows = train[sent_idx]
-    # thresholds are label-blind, but still taken on train rows only
-    thr = firing_thresholds(top_indices[train_rows], top_acts[train_rows], d_sae,
-                            cfg.fire_fraction, cfg.fire_percentile)
-    active = top_acts > 0
-    fires = active & (top_acts > thr[top_indices])
-    peaks = sentence_peaks(top_indices, top_acts, sent_idx, d_sae)
-    F_tr = firing_matrix(peaks, thr, S, d_sae)[np.flatnonzero(train)]
+    fire = _firing(top_indices, top_acts, sent_idx, train[sent_idx], d_sae, cfg)
+    F_tr = firing_matrix(fire.peaks, fire.thresholds, S, d_sae)[np.flatnonzero(train)]
     design_tr = LabelDesign(design.labels, design.label_of[train], design.base)
     n_tr = np.bincount(design_tr.label_of, minlength=L).astype(np.float64)
     counts_tr = label_counts(F_tr, design_tr.label_of, L)
     assoc = associate(counts_tr, n_tr, design, cfg.alpha, cfg.min_log2_ratio)
     clock.lap("association")
-
     subs = subsample_sets(F_tr, design_tr, cfg.bootstrap, cfg.alpha, cfg.min_log2_ratio, rng)
     clock.lap("subsamples")
     null = permutation_null(F_tr, design_tr, cfg.permutations, cfg.alpha, cfg.min_log2_ratio,
                             rng)
     clock.lap("permutations")
     w_rows = None if W_dec is None else np.shape(W_dec)[0]
-    if w_rows != d_sae:
-        W_dec = None
-    pairs = _pairs(design, assoc.associated, counts_tr, n_tr, subs, null, cfg, W_dec)
+    pairs = _pairs(design, assoc.associated, counts_tr, n_tr, subs, null, cfg,
+                   W_dec if w_rows == d_sae else None)
     clock.lap("pairs")
-
-    pooled = probe.pool_sentences(top_indices, top_acts, sent_idx, S, d_sae)
-    specific = assoc.specific
     probes = probe.sparse_probing(
-        pooled, design.labels, design.label_of, np.asarray(data.sentences.subsets).astype(str),
-        splits, {lab: np.flatnonzero(specific[:, li]).tolist()
-                 for li, lab in enumerate(design.labels)},
+        probe.pool_sentences(top_indices, top_acts, sent_idx, S, d_sae), design.labels,
+        design.label_of, np.asarray(data.sentences.subsets).astype(str), splits,
+        {lab: np.flatnonzero(assoc.specific[:, li]).tolist()
+         for li, lab in enumerate(design.labels)},
         list(cfg.probe_k), cfg.probe_l2, dense=probe.pool_dense(data.acts, sent_idx, S))
     clock.lap("probe")
-    examples = top_examples(peaks, data, d_sae, cfg.top_examples)
+    examples = top_examples(fire.peaks, data, d_sae, cfg.top_examples)
     clock.lap("latents")
     clock.times["total"] = time.perf_counter() - clock.t0
     log.info("overlap analysis: %d sentences, %d latents, %d labels in %.1fs (%s)", S, d_sae, L,
@@ -304,28 +325,18 @@ def analyze(
     warnings = _warnings(design, n, data, cfg) + probes.pop("warnings", [])
     if w_rows is not None and w_rows != d_sae:
         warnings.append(f"W_dec has {w_rows} rows, not d_sae={d_sae}: ignored.")
-    is_test = splits == "test"
+    count = lambda mask: np.bincount(design.label_of[mask], minlength=L)  # noqa: E731
     return Overlap(
-        design=design, assoc=assoc, n=n,
-        n_rows=np.bincount(design.label_of[sent_idx], minlength=L),
-        n_train=np.bincount(design.label_of[train], minlength=L),
-        n_test=np.bincount(design.label_of[is_test], minlength=L),
+        design=design, assoc=assoc, n=n, n_rows=count(sent_idx), n_train=count(train),
+        n_test=count(splits == "test"),
         split_rule=data.sentences.split_rule or "not recorded by the data source",
-        thresholds=thr,
-        density=np.bincount(top_indices[active], minlength=d_sae) / max(N, 1),
-        fire_density=np.bincount(top_indices[fires], minlength=d_sae) / max(N, 1),
-        active_entries=int(active.sum()), firing_entries=int(fires.sum()),
+        thresholds=fire.thresholds,
+        density=np.bincount(top_indices[fire.active], minlength=d_sae) / max(N, 1),
+        fire_density=np.bincount(top_indices[fire.fires], minlength=d_sae) / max(N, 1),
+        active_entries=int(fire.active.sum()), firing_entries=int(fire.fires.sum()),
         null=null, subsamples=subs if cfg.bootstrap else None, pairs=pairs,
-        naive=naive_overlap(peaks, design, d_sae), probes=probes, examples=examples,
-        baseline_setting=cfg.baseline,
-        settings={
-            "alpha": cfg.alpha, "min_log2_ratio": cfg.min_log2_ratio, "pseudo_count": 0.5,
-            "bootstrap": cfg.bootstrap, "permutations": cfg.permutations,
-            "ci_level": cfg.ci_level, "seed": cfg.seed, "probe_k": list(cfg.probe_k),
-            "probe_l2": cfg.probe_l2, "n_sentences": S, "n_rows": N, "d_sae": d_sae,
-            "subsample_fraction": float(subs.m.sum() / max(subs.n.sum(), 1)),
-            "fire_fraction": cfg.fire_fraction, "fire_percentile": cfg.fire_percentile,
-        },
+        naive=naive_overlap(fire.peaks, design, d_sae), probes=probes, examples=examples,
+        baseline_setting=cfg.baseline, settings=_settings(cfg, S, N, d_sae, subs),
         warnings=warnings, timings=clock.times)
 
 
