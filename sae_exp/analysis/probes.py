@@ -184,24 +184,10 @@ def sparse_probing(
         warnings.append("probe skipped: it needs sentences in both the train and the test split.")
         return out
     for li, lab in enumerate(labels):
-        y = (label_of == li).astype(np.int64)
-        if not y[test].any():
-            warnings.append(f"label {lab!r} has no test-split sentences: its probe is scored on "
-                            "other labels' sentences only.")
-        if y[train].min() == y[train].max():
-            warnings.append(f"probe for {lab!r} skipped: its train split has only one class.")
-            continue
-        sets = {f"k={k}": select_by_mean_difference(pooled[train], y[train] == 1, k)
-                for k in probe_k}
-        sets["specific"] = list(specific.get(lab, []))
-        res = {}
-        for name, ids in sets.items():
-            res[name] = (_fit_and_score(pooled, ids, y, train, test, 2, l2, label_of, subsets,
-                                        labels) if ids else None)
-        if dense is not None:
-            res["dense"] = _fit_and_score(dense, None, y, train, test, 2, l2, label_of, subsets,
-                                          labels)
-        out["one_vs_rest"][lab] = res
+        res = _label_probes(pooled, dense, li, labels, label_of, subsets, train, test,
+                            specific.get(lab, []), probe_k, l2, warnings)
+        if res is not None:
+            out["one_vs_rest"][lab] = res
     union = sorted({int(i) for ids in specific.values() for i in ids})
     if union and len(np.unique(label_of[train])) >= 2:
         out["multiclass"] = _fit_and_score(pooled, union, label_of, train, test, len(labels), l2,
@@ -214,6 +200,29 @@ def sparse_probing(
                                                  l2, label_of, subsets, labels)
     out["comparison"] = compare_probes(out)
     return out
+
+
+def _label_probes(pooled, dense, li, labels, label_of, subsets, train, test, specific,
+                  probe_k, l2, warnings) -> dict | None:
+    """Label li vs the rest: a probe on the top-k latents by mean difference for each k, one on
+    the label's specific latents, and (when given) one on the dense activations."""
+    lab = labels[li]
+    y = (label_of == li).astype(np.int64)
+    if not y[test].any():
+        warnings.append(f"label {lab!r} has no test-split sentences: its probe is scored on "
+                        "other labels' sentences only.")
+    if y[train].min() == y[train].max():
+        warnings.append(f"probe for {lab!r} skipped: its train split has only one class.")
+        return None
+    sets = {f"k={k}": select_by_mean_difference(pooled[train], y[train] == 1, k)
+            for k in probe_k}
+    sets["specific"] = list(specific)
+    score = lambda X, ids: _fit_and_score(X, ids, y, train, test, 2, l2, label_of,  # noqa: E731
+                                          subsets, labels)
+    res = {name: score(pooled, ids) if ids else None for name, ids in sets.items()}
+    if dense is not None:
+        res["dense"] = score(dense, None)
+    return res
 
 
 def mean_balanced(one_vs_rest: dict, name: str) -> float | None:
