@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sae_exp import files
+from sae_exp.errors import UserError
 from sae_exp.train.metrics import objective
 
 log = logging.getLogger("sae_exp.compare")
@@ -428,8 +429,15 @@ def compare(dirs: list[Path], out_dir: Path | None = None, wandb_mode: str = "au
     files.atomic_write_text(out_dir / CSV_NAME, to_csv(columns, rows))
     files.atomic_write_text(out_dir / MD_NAME, md)
     log_to_wandb(jobs, columns, rows, figures, wandb_mode)
-    return {"jobs": jobs, "columns": columns, "rows": rows, "figures": figures,
-            "csv": out_dir / CSV_NAME, "markdown": out_dir / MD_NAME, "text": md}
+    result = {"jobs": jobs, "columns": columns, "rows": rows, "figures": figures,
+              "csv": out_dir / CSV_NAME, "markdown": out_dir / MD_NAME, "text": md}
+    done = [j for j in jobs if j.status == "complete"]
+    from sae_exp import seeds  # a sweep over seed only also gets the seed analysis
+
+    if len(dirs) == 1 and seeds.only_seed_varies(done):
+        result["seeds"] = seeds.run_seeds(dirs[0], wandb_mode=wandb_mode)
+        log.info("the runs differ only in seed: wrote %s", dirs[0] / seeds.MD_NAME)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -446,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         result = compare(args.dirs, args.out, args.wandb)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(result["text"])
