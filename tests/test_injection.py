@@ -15,18 +15,21 @@ from tests.conftest import run_cli
 
 NOUNS = "cat dog mat tree house car bird lake".split()
 FILLER = "the a red big sat ran on near old blue".split()
-TOKEN_LATENT, CONSTRUCTION_LATENT, NOISE_LATENT = 0, 1, 2
+TOKEN_LATENT, CONSTRUCTION_LATENT, NOISE_LATENT, EVERYWHERE_LATENT = 0, 1, 2, 3
 
 
 def planted_encoder(texts: list[str]):
     """One row per word. Latent 0 follows the token "unless"; latent 1 fires on the last word
     of a sentence whose first word is "if" (a construction, not a token); latent 2 is weak
-    noise on every word (below any firing threshold)."""
+    noise on every word (below any firing threshold); latent 3 fires on the first word of
+    every sentence (as often in control sentences as in the label: not made by tokens)."""
     idx, val, sent = [], [], []
     for s, text in enumerate(texts):
         words = text.split()
         for w, word in enumerate(words):
-            row_i, row_v = [NOISE_LATENT, 3], [0.05, 0.0]
+            row_i, row_v = [NOISE_LATENT, 4, 5], [0.05, 0.0, 0.0]
+            if w == 0:
+                row_i[2], row_v[2] = EVERYWHERE_LATENT, 1.0
             if word == "unless":
                 row_i[1], row_v[1] = TOKEN_LATENT, 2.0
             elif w == len(words) - 1 and words[0] == "if":
@@ -53,11 +56,12 @@ def _run_planted(settings: inj.InjectionSettings | None = None) -> dict:
     cond, ctrl = _corpus(rng)
     idx, val, sent = planted_encoder(cond)
     tokens = np.array([w for t in cond for w in t.split()])
-    thr = np.full(4, 0.5)
+    thr = np.full(6, 0.5)
     fires = [set(idx[sent == s][val[sent == s] > 0.5].tolist()) for s in range(len(cond))]
-    rates = {j: float(np.mean([j in f for f in fires])) for j in (0, 1)}
+    rates = {j: float(np.mean([j in f for f in fires])) for j in (0, 1, 3)}
     return inj.token_injection(
-        {"conditional": [TOKEN_LATENT, CONSTRUCTION_LATENT]}, {"conditional": rates},
+        {"conditional": [TOKEN_LATENT, CONSTRUCTION_LATENT, EVERYWHERE_LATENT]},
+        {"conditional": rates},
         {"conditional": np.ones(len(idx), bool)}, {"conditional": ctrl}, idx, val, sent,
         tokens, thr, planted_encoder, settings or inj.InjectionSettings())
 
@@ -72,8 +76,11 @@ def test_token_latent_is_flagged_and_construction_latent_is_not():
     assert len(by[CONSTRUCTION_LATENT]["peak_tokens"]) == 3
     assert not by[CONSTRUCTION_LATENT]["token_driven"]
     assert by[CONSTRUCTION_LATENT]["injected_rate"] == 0.0
-    assert (out["n_tested"], out["n_flagged"], out["flagged"]) == (2, 1, [TOKEN_LATENT])
-    assert out["share_flagged"] == 0.5
+    # fires in every control sentence with or without the tokens: not token-driven
+    assert by[EVERYWHERE_LATENT]["control_rate"] == by[EVERYWHERE_LATENT]["injected_rate"] == 1
+    assert not by[EVERYWHERE_LATENT]["token_driven"]
+    assert (out["n_tested"], out["n_flagged"], out["flagged"]) == (3, 1, [TOKEN_LATENT])
+    assert out["share_flagged"] == pytest.approx(1 / 3)
 
 
 def test_max_latents_samples_and_settings_are_recorded():
@@ -99,7 +106,7 @@ def test_non_model_sources_skip_with_one_line_and_report_md_renders():
     assert "## Token injection" in md and "Not run: data=synthetic" in md
     done = _run_planted()
     md = render_markdown({"token_injection": done, "definitions": dict(inj.DEFINITIONS)})
-    assert "| conditional | 2 | 2 | 1 | 0.500 |" in md
+    assert "| conditional | 3 | 3 | 1 | 0.333 |" in md
     assert "- latent 0: tokens 'unless'" in md
     for term in ("n_tested", "n_flagged", "share_flagged", "token_driven", "injected_rate"):
         assert f"- `{term}`:" in md
