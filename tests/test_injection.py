@@ -32,6 +32,8 @@ def planted_encoder(texts: list[str]):
                 row_i[2], row_v[2] = EVERYWHERE_LATENT, 1.0
             if word == "unless":
                 row_i[1], row_v[1] = TOKEN_LATENT, 2.0
+            elif word == "if":  # weaker: "unless" is where it peaks when both are present
+                row_i[1], row_v[1] = TOKEN_LATENT, 0.6
             elif w == len(words) - 1 and words[0] == "if":
                 row_i[1], row_v[1] = CONSTRUCTION_LATENT, 2.0
             idx.append(row_i)
@@ -69,7 +71,7 @@ def _run_planted(settings: inj.InjectionSettings | None = None) -> dict:
 def test_token_latent_is_flagged_and_construction_latent_is_not():
     out = _run_planted()["labels"]["conditional"]
     by = {x["latent"]: x for x in out["latents"]}
-    assert by[TOKEN_LATENT]["peak_tokens"] == ["unless"]
+    assert by[TOKEN_LATENT]["peak_tokens"] == ["unless", "if"]  # by peaks: 60% vs 40%
     assert by[TOKEN_LATENT]["token_driven"] and by[TOKEN_LATENT]["injected_rate"] == 1.0
     assert by[TOKEN_LATENT]["control_rate"] == 0.0
     assert set(by[CONSTRUCTION_LATENT]["peak_tokens"]) <= set(NOUNS)
@@ -107,7 +109,7 @@ def test_non_model_sources_skip_with_one_line_and_report_md_renders():
     done = _run_planted()
     md = render_markdown({"token_injection": done, "definitions": dict(inj.DEFINITIONS)})
     assert "| conditional | 3 | 3 | 1 | 0.333 |" in md
-    assert "- latent 0: tokens 'unless'" in md
+    assert "- latent 0: tokens 'unless', 'if'" in md
     for term in ("n_tested", "n_flagged", "share_flagged", "token_driven", "injected_rate"):
         assert f"- `{term}`:" in md
 
