@@ -347,7 +347,8 @@ def _injection_section(rep: dict) -> list[str]:
     out += [f"Each tested specific latent's {st.get('n_tokens')} `peak_tokens` were inserted "
             f"into {st.get('n_sentences')} held-out baseline sentences; it is `token_driven` "
             f"when its `injected_rate` is at least {st.get('flag_ratio')} x its "
-            f"`in_label_rate`. At most {st.get('max_latents')} latents tested per label "
+            f"`in_label_rate` and above its `control_rate`. At most {st.get('max_latents')} "
+            "latents tested per label "
             "(0 = all).", ""]
     rows = [[lab, v["n_specific"], v["n_tested"], v["n_flagged"], v["share_flagged"]]
             for lab, v in (ti.get("labels") or {}).items()]
