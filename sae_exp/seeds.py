@@ -45,6 +45,8 @@ DEFINITIONS = {
     "frac_above_0.7 / frac_above_0.9": ("share of the min(d_sae) matched pairs of two seeds whose "
                                         "matched cosine exceeds 0.7 / 0.9"),
     "median_cos": "median matched cosine of a pair of seeds",
+    "random | random": ("chance level: the same matching between two random Gaussian "
+                        "dictionaries of the runs' shapes (seeds that share nothing)"),
     "consensus latent": ("a latent of a seed whose matched cosine exceeds the threshold in at "
                          "least min_seeds of the n seeds, itself included"),
     "n_consensus": "number of consensus latents of a seed (out of its d_sae)",
@@ -151,7 +153,8 @@ def analyse_seeds(runs: list[Job], threshold: float = 0.7,
     if not 1 <= min_seeds <= n:
         raise ConfigError(f"--min-seeds={min_seeds} is invalid: use 1..{n} (the number of runs).")
     names = [f"seed={(j.config or {}).get('seed')}" for j in runs]
-    m = S.match_all([_decoder(j.dir) for j in runs], threshold)
+    decoders = [_decoder(j.dir) for j in runs]
+    m = S.match_all(decoders, threshold)
     cons = S.consensus(m, names, min_seeds)
     reports = [j.report or {} for j in runs]
     masks = [c.pop("mask") for c in cons]
@@ -160,6 +163,7 @@ def analyse_seeds(runs: list[Job], threshold: float = 0.7,
                  for nm, j in zip(names, runs, strict=True)],
         "threshold": threshold, "min_seeds": min_seeds, "n_seeds": n,
         "pairs_of_seeds": S.pair_fractions(m, names),
+        "chance": S.chance_pair(len(decoders[0]), len(decoders[1]), decoders[0].shape[1]),
         "consensus": cons,
         "n_consensus": S.spread([float(c["n_consensus"]) for c in cons]),
         "overlap": S.overlap_across_seeds(reports),
@@ -192,7 +196,8 @@ def to_markdown(res: dict, wandb_note: str) -> str:
          "| a | b | n_matched | frac_above_0.7 | frac_above_0.9 | median_cos |",
          "|---|---|---|---|---|---|"]
     L += [f"| {p['a']} | {p['b']} | {p['n_matched']} | {_f(p['frac_above_0.7'])} | "
-          f"{_f(p['frac_above_0.9'])} | {_f(p['median_cos'])} |" for p in res["pairs_of_seeds"]]
+          f"{_f(p['frac_above_0.9'])} | {_f(p['median_cos'])} |"
+          for p in [*res["pairs_of_seeds"], res["chance"]]]
     L += ["", "Over pairs (mean +- sd [min, max]): " + "; ".join(
         f"{k} {_pm(v)}" for k, v in res["match_fraction"].items()), "",
         "## Consensus latents", "", "| seed | n_consensus | of d_sae |", "|---|---|---|"]

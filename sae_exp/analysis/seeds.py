@@ -185,3 +185,12 @@ def specific_recurrence(m: Matching, reports: list[dict], names: list[str],
 def matched_cosines(m: Matching) -> dict[str, np.ndarray]:
     """Matched cosines of every pair of seeds (for the histogram), keyed "i-j"."""
     return {f"{i}-{j}": m.cos[i][j][~np.isnan(m.cos[i][j])] for i, j in combinations(range(m.n), 2)}
+
+
+def chance_pair(d_a: int, d_b: int, d_in: int, seed: int = 0) -> dict:
+    """The same statistics for two random Gaussian dictionaries of the given shapes: what the
+    matching finds when the seeds share nothing (the matched cosine's chance level)."""
+    rng = np.random.default_rng(seed)
+    m = match_all([rng.standard_normal((d_a, d_in)), rng.standard_normal((d_b, d_in))])
+    (row,) = pair_fractions(m, ["random", "random"])
+    return row
