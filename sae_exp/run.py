@@ -304,11 +304,12 @@ def analyse(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path,
         rep["planted"] = {"jaccard": data.planted["jaccard"]}
     if cfg.analysis.token_injection:
         a = cfg.analysis
-        rep["token_injection"] = injection.for_report(
+        rep["token_injection"] = ti = injection.for_report(
             rep, top_idx, top_acts, data, injection.model_encoder(data.meta, prepared.norm, sae,
                                                                   device),
             injection.InjectionSettings(a.injection_tokens, a.injection_sentences,
                                         a.injection_max_latents, seed=a.seed))
+        rep["timings_s"]["token_injection"] = ti.pop("seconds", 0.0)  # volatile for rerun
         rep["definitions"].update(injection.DEFINITIONS)
     else:
         rep["token_injection"] = injection.skipped("analysis.token_injection=false")

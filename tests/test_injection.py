@@ -143,5 +143,7 @@ def test_seed_multirun_extracts_once_and_runs_injection(tiny_bert, tmp_path):
     for job in ("0", "1"):
         rep = json.loads((sweep / job / "report.json").read_text())
         assert rep["token_injection"]["status"] == "done"
+        # its wall time is with the other timings (rerun ignores those), not in the result
+        assert "seconds" not in rep["token_injection"] and "token_injection" in rep["timings_s"]
         assert set(rep["token_injection"]["labels"]) == {"conditional"}  # control is the base
         assert "## Token injection" in (sweep / job / "report.md").read_text()
