@@ -11,7 +11,8 @@ the first one for several): `comparison.csv`, `comparison.md`, `figures/l0_fvu_f
 `figures/overlap_vs_<key>.png`. A failed job (`error.json`, or no `report.json`) is listed with
 its reason; it does not stop the comparison. With W&B on in the jobs' config (or `--wandb`),
 the table and figures are logged to a run with job_type "compare" in the sweep's W&B group;
-a W&B failure is a warning.
+a W&B failure is a warning. When the jobs of one sweep differ only in `seed`, the seed analysis
+(`python -m sae_exp.seeds`: seeds.json, seeds.md, figures/seed_matching.png) is written too.
 
 The objective column is `sae_exp.train.metrics.objective()`, the value the Hydra entry point
 returns to a sweeper (Optuna): FVU, plus `objective.l0_penalty` times the relative excess of L0
