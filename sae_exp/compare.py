@@ -11,7 +11,8 @@ the first one for several): `comparison.csv`, `comparison.md`, `figures/l0_fvu_f
 `figures/overlap_vs_<key>.png`. A failed job (`error.json`, or no `report.json`) is listed with
 its reason; it does not stop the comparison. With W&B on in the jobs' config (or `--wandb`),
 the table and figures are logged to a run with job_type "compare" in the sweep's W&B group;
-a W&B failure is a warning.
+a W&B failure is a warning. When the jobs of one sweep differ only in `seed`, the seed analysis
+(`python -m sae_exp.seeds`: seeds.json, seeds.md, figures/seed_matching.png) is written too.
 
 The objective column is `sae_exp.train.metrics.objective()`, the value the Hydra entry point
 returns to a sweeper (Optuna): FVU, plus `objective.l0_penalty` times the relative excess of L0
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sae_exp import files
+from sae_exp.errors import UserError
 from sae_exp.train.metrics import objective
 
 log = logging.getLogger("sae_exp.compare")
@@ -428,8 +430,15 @@ def compare(dirs: list[Path], out_dir: Path | None = None, wandb_mode: str = "au
     files.atomic_write_text(out_dir / CSV_NAME, to_csv(columns, rows))
     files.atomic_write_text(out_dir / MD_NAME, md)
     log_to_wandb(jobs, columns, rows, figures, wandb_mode)
-    return {"jobs": jobs, "columns": columns, "rows": rows, "figures": figures,
-            "csv": out_dir / CSV_NAME, "markdown": out_dir / MD_NAME, "text": md}
+    result = {"jobs": jobs, "columns": columns, "rows": rows, "figures": figures,
+              "csv": out_dir / CSV_NAME, "markdown": out_dir / MD_NAME, "text": md}
+    done = [j for j in jobs if j.status == "complete"]
+    from sae_exp import seeds  # a sweep over seed only also gets the seed analysis
+
+    if len(dirs) == 1 and seeds.only_seed_varies(done):
+        result["seeds"] = seeds.run_seeds(dirs[0], wandb_mode=wandb_mode)
+        log.info("the runs differ only in seed: wrote %s", dirs[0] / seeds.MD_NAME)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -446,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         result = compare(args.dirs, args.out, args.wandb)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(result["text"])

@@ -131,6 +131,10 @@ class AnalysisConfig:
     seed: int = 0
     ci_level: float = 0.95  # two-sided nominal level of the subsampling intervals
     probe_l2: float = 1.0  # L2 weight of the logistic probes (on standardised features)
+    token_injection: bool = True  # model sources only; other sources skip it with a line
+    injection_tokens: int = 3  # peak tokens inserted into each held-out baseline sentence
+    injection_sentences: int = 12  # held-out baseline sentences per tested latent
+    injection_max_latents: int = 12  # specific latents tested per label (random sample); 0 = all
 
 
 @dataclass
@@ -256,6 +260,11 @@ def validate(cfg: Config) -> None:
     _check(all(k >= 1 for k in a.probe_k), "analysis.probe_k", a.probe_k, "use integers >= 1")
     _check(0 < a.ci_level < 1, "analysis.ci_level", a.ci_level, "use a value in (0, 1)")
     _check(a.probe_l2 >= 0, "analysis.probe_l2", a.probe_l2, "use a value >= 0")
+    _check(a.injection_tokens >= 1, "analysis.injection_tokens", a.injection_tokens, "use >= 1")
+    _check(a.injection_sentences >= 1, "analysis.injection_sentences", a.injection_sentences,
+           "use >= 1")
+    _check(a.injection_max_latents >= 0, "analysis.injection_max_latents",
+           a.injection_max_latents, "use >= 0 (0 tests every specific latent)")
     _one_of("wandb.mode", w.mode, WANDB_MODES)
     d = cfg.data
     _one_of("data.source", d.source, DATA_SOURCES)

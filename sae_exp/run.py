@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sae_exp import files, report
-from sae_exp.analysis import association, overlap
+from sae_exp.analysis import association, injection, overlap
 from sae_exp.config import DATA_SCHEMAS, Config, register_configs, validate
 from sae_exp.data.normalize import NormalizedRows, Normalizer, fit_normalizer
 from sae_exp.data.sources import load_activations
@@ -302,6 +302,17 @@ def analyse(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path,
     rep["incomplete"] = fitted.incomplete
     if data.planted is not None:
         rep["planted"] = {"jaccard": data.planted["jaccard"]}
+    if cfg.analysis.token_injection:
+        a = cfg.analysis
+        rep["token_injection"] = ti = injection.for_report(
+            rep, top_idx, top_acts, data, injection.model_encoder(data.meta, prepared.norm, sae,
+                                                                  device),
+            injection.InjectionSettings(a.injection_tokens, a.injection_sentences,
+                                        a.injection_max_latents, seed=a.seed))
+        rep["timings_s"]["token_injection"] = ti.pop("seconds", 0.0)  # volatile for rerun
+        rep["definitions"].update(injection.DEFINITIONS)
+    else:
+        rep["token_injection"] = injection.skipped("analysis.token_injection=false")
     return rep
 
 
@@ -317,6 +328,7 @@ def write_outputs(cfg: Config, rep: dict, fitted: Fitted, prepared: Prepared, ru
     files.atomic_write_json(run_dir / files.RUN_INFO, scrub(info))
     quality = rep["metrics"]
     tracker.summary({f"metrics/{k}": v for k, v in quality.items() if isinstance(v, (int, float))})
+    tracker.summary(injection.summary(rep))
     tracker.log_images(report.figure_paths(run_dir))
     report.log_tables(tracker, rep)
     if cfg.wandb.log_artifacts:

@@ -93,8 +93,8 @@ def render_markdown(rep: dict, figures: list[Path] | None = None) -> str:
                   "number below describes a partially trained SAE. Resume it with "
                   f"`resume={run.get('dir', '<run dir>')}`.", ""]
     for section in (_run_section, _quality_section, _method_section, _category_section,
-                    _pair_section, _naive_section, _probe_section, _latent_section,
-                    _warning_section):
+                    _pair_section, _naive_section, _probe_section, _injection_section,
+                    _latent_section, _warning_section):
         try:
             lines += section(rep)
         except Exception as e:  # one malformed field must not cost the whole report
@@ -332,6 +332,36 @@ def _example_text(ex: dict) -> str:
         "token") is not None else f"peak at token #{ex.get('token_position')}"
     tail = f" [{where}]" if text is not None else ""
     return f"{body}: {peak}, activation {fmt(ex.get('activation'))}{tail}"
+
+
+def _injection_section(rep: dict) -> list[str]:
+    """Token injection (sae_exp.analysis.injection): per label the share of token-driven
+    specific latents, and the flagged ones with their tokens."""
+    ti = rep.get("token_injection")
+    if not ti:
+        return []
+    out = ["## Token injection", ""]
+    if ti.get("status") != "done":
+        return out + [f"Not run: {ti.get('reason', 'unknown reason')}.", ""]
+    st = ti.get("settings") or {}
+    out += [f"Each tested specific latent's {st.get('n_tokens')} `peak_tokens` were inserted "
+            f"into {st.get('n_sentences')} held-out baseline sentences; it is `token_driven` "
+            f"when its `injected_rate` is at least {st.get('flag_ratio')} x its "
+            f"`in_label_rate` and above its `control_rate`. At most {st.get('max_latents')} "
+            "latents tested per label "
+            "(0 = all).", ""]
+    rows = [[lab, v["n_specific"], v["n_tested"], v["n_flagged"], v["share_flagged"]]
+            for lab, v in (ti.get("labels") or {}).items()]
+    out += _table(["label", "n_specific", "n_tested", "n_flagged", "share_flagged"], rows)
+    for lab, v in (ti.get("labels") or {}).items():
+        flagged = [x for x in v["latents"] if x["token_driven"]]
+        if flagged:
+            out += [f"Flagged for {lab}:", ""] + [
+                f"- latent {x['latent']}: tokens {', '.join(map(repr, x['peak_tokens']))}; "
+                f"in_label_rate {fmt(x['in_label_rate'])}, injected_rate "
+                f"{fmt(x['injected_rate'])}, control_rate {fmt(x['control_rate'])}"
+                for x in flagged[:TOP_LATENTS]] + [""]
+    return out
 
 
 def _warning_section(rep: dict) -> list[str]:
