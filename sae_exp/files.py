@@ -109,7 +109,7 @@ def write_error(path: Path, e: OSError, need: int = 0) -> WriteError:
     if e.errno in _FULL:
         free = _free_bytes(Path(path))
         return WriteError(f"cannot write {path}: {reason} (at least {_human(need)} needed, "
-                          f"{_human(free)} free there); free some space and run again.")
+                          f"{_human(free)} free there).")
     if e.errno in _READ_ONLY:
         return WriteError(f"cannot write {path}: {reason}; the directory is read-only for this "
                           "user: choose a writable output dir.")
@@ -336,11 +336,12 @@ def release_all() -> None:
 
 
 def lock_state(run_dir: Path) -> tuple[str, int | None]:
-    """Who owns `run_dir`: ("held", pid) by a live process (this one included), ("stale", pid)
-    when a killed process left its pid, ("free", None) otherwise. Takes nothing for long."""
+    """Who owns `run_dir`: ("own", pid) this process, ("held", pid) another live process,
+    ("stale", pid) nobody, but a killed process left its pid, ("free", None) nobody. Takes
+    nothing for long."""
     run_dir = Path(run_dir)
     if run_dir.resolve() in _HELD:
-        return "held", os.getpid()
+        return "own", os.getpid()
     try:
         fd = os.open(run_dir / LOCK, os.O_RDONLY)
     except OSError:

@@ -56,12 +56,12 @@ from sae_exp.train.trainer import Interrupted, Trainer, encode_rows
 log = logging.getLogger("sae_exp")
 INTERNAL_ERROR_EXIT = 70
 STOPPED_EXIT = 143  # SIGTERM after training: 128 + 15, what a shell reports for it
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # absolute: works with python -m
 
 
 class StoppedAfterTraining(BaseException):  # noqa: N818 - a BaseException, like KeyboardInterrupt
     """SIGTERM/SIGUSR2 after training: the weights and checkpoint are on disk; the analysis
     stops (a BaseException, so no `except Exception` on the way swallows it)."""
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # absolute: works with python -m
 
 
 def resolve_device(name: str) -> torch.device:
@@ -165,15 +165,17 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
 def _run_owned(cfg: Config, run_dir: Path, config_dict: dict | None, clock: _StageClock) -> dict:
     device, ctx = _setup(cfg)
     main_rank = ctx is None or ctx.is_main  # only rank 0 writes files and logs to W&B
-    if main_rank:
-        _set_status(run_dir, "running", pid=os.getpid())
+    if main_rank:  # a fresh run_info.json (an earlier failed try here may have left one)
+        files.atomic_write_json(run_dir / files.RUN_INFO, {"status": "running",
+                                                           "pid": os.getpid()})
     prepared = clock("data", load_data, cfg, device, ctx)
     tracker = _tracker(cfg, run_dir, config_dict, main_rank)
     fitted = clock("fit", fit, cfg, prepared, run_dir, device, ctx, tracker)
     if not main_rank:
         return {}
-    with _StopAfterTraining(run_dir):
+    with _StopAfterTraining(run_dir) as stop:
         save_trained(cfg, fitted, prepared, run_dir)
+        stop.arm()  # a signal during the save above stops the run here, once all is saved
         rep = clock("analysis", analyse, cfg, fitted, prepared, run_dir, device)
         clock("write", write_outputs, cfg, rep, fitted, prepared, run_dir, tracker, device, ctx,
               clock)
@@ -217,7 +219,11 @@ def _claim_run_dir(run_dir: Path) -> files.RunLock:
         lock.release()
         raise UserError(f"{problem}.")
     (run_dir / "error.json").unlink(missing_ok=True)  # from an earlier failed try in this dir
+    _OWNED.add(run_dir.resolve())
     return lock
+
+
+_OWNED: set[Path] = set()  # run dirs this process claimed (its failures may be written there)
 
 
 def _set_status(run_dir: Path, status: str, **fields: Any) -> None:
@@ -461,7 +467,13 @@ class _StopAfterTraining:
     NAMES = ("SIGTERM", "SIGUSR2")
 
     def __init__(self, run_dir: Path) -> None:
-        self.run_dir, self.previous = run_dir, {}
+        self.run_dir, self.previous, self.armed, self.pending = run_dir, {}, False, None
+
+    def arm(self) -> None:
+        """From now on a signal stops the run at once (one that came earlier does it now)."""
+        self.armed = True
+        if self.pending is not None:
+            self._handle(self.pending, None)
 
     def __enter__(self) -> _StopAfterTraining:
         if threading.current_thread() is threading.main_thread():
@@ -474,6 +486,9 @@ class _StopAfterTraining:
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
     def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        if not self.armed:  # the weights and checkpoint are being saved: stop right after
+            self.pending = signum
+            return
         self.__exit__()  # a second signal is not caught again
         raise StoppedAfterTraining(
             f"{signal.Signals(signum).name} after training: the weights and checkpoint are "
@@ -588,10 +603,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def _write_failure(run_dir: Path, message: str) -> None:
-    if files.lock_state(run_dir)[0] != "held":  # another run's dir: leave it as it is
-        return
-    if (run_dir / files.REPORT_JSON).exists() and files.read_status(run_dir) is None:
-        return
+    if run_dir.resolve() not in _OWNED and _taken_run_dir(run_dir):
+        return  # another run's dir (refused before it was claimed): leave it as it is
     try:
         files.atomic_write_json(run_dir / "error.json", {"status": "failed", "error": message})
     except OSError:
@@ -634,6 +647,10 @@ def _taken_run_dir(run_dir: Path) -> str | None:
     if status in ("complete", "incomplete") or (
             status is None and (run_dir / files.REPORT_JSON).exists()):
         return f"{run_dir} already holds a finished run; choose a new hydra.run.dir"
+    owner, pid = files.lock_state(run_dir) if status == "running" else ("free", None)
+    if owner == "held":
+        return (f"{run_dir} is in use by another run (pid {pid}); a run never writes into "
+                "another run's dir: choose a new hydra.run.dir")
     if status == "running":
         return (f"{run_dir} holds a run that was killed (status 'running', no process owns the "
                 f"dir); choose a new hydra.run.dir{finish}")

@@ -185,6 +185,8 @@ def prepare(args: list[str]) -> int:
     make_corrupt_cache_entry(work)
     make_other_runs(work)
     make_damaged_copies(work / "good", work)
+    # a run dir with a config snapshot and no checkpoint (a finished run keeps its last one)
+    shutil.copytree(work / "good" / files.HYDRA_DIR, work / "no_checkpoint" / files.HYDRA_DIR)
     before = {name: _digest(work / name) for name in ("good", "crashed", "sweep")}
     (work / "before.json").write_text(json.dumps(before))
     return 0
@@ -247,7 +249,7 @@ def _cases(work: Path) -> list[tuple[str, str, str, list[str]]]:
         # 4. output dirs of other runs
         run("into_finished_run", RUN, "sparsity.top_k=0", f"hydra.run.dir={good}", out=False),
         run("resume_into_itself", [f"resume={good}", f"hydra.run.dir={good}"], out=False),
-        run("resume_without_checkpoint", [f"resume={good}"]),
+        run("resume_without_checkpoint", [f"resume={work / 'no_checkpoint'}"]),
         run("into_crashed_run", RUN, f"hydra.run.dir={work / 'crashed'}", out=False),
         run("into_finished_sweep", RUN, f"hydra.sweep.dir={work / 'sweep'}", "-m", out=False),
         run("search_into_finished_sweep", RUN, "hparams_search=topk_optuna",

@@ -375,16 +375,23 @@ def _status(d: Path) -> str | None:
         return None
 
 
+def _steps(d: Path) -> list[int]:
+    try:
+        return [json.loads(line)["step"] for line in (d / files.METRICS).read_text().splitlines()]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
 @pytest.fixture(scope="module")
 def processes(tmp_path_factory) -> dict:
-    """Side by side: (a) a long run, a second run into its dir, then SIGKILL of the first;
-    (b) a run sent SIGTERM once training is done (status `trained`); then both resumed."""
+    """Side by side: (a) a long run, a second run into its dir, then SIGKILL of the first and
+    its resume (stopped by SIGTERM once it trains again: its schedule is long); (b) a run sent
+    SIGTERM once training is done (status `trained`), then resumed to the end."""
     base = tmp_path_factory.mktemp("procs")
     own, stopped = base / "sweep" / "owned", base / "stopped"
     first = _popen([*LONG, f"hydra.run.dir={own}"], base)
     term = _popen([*SLOW_ANALYSIS, f"hydra.run.dir={stopped}"], base)
-    _wait(lambda: (own / files.METRICS).exists() and (own / files.METRICS).stat().st_size > 0,
-          first)
+    _wait(lambda: bool(_steps(own)), first)
     hydra_before = _digest(own / files.HYDRA_DIR)
     t = time.time()
     second = run_cli("sae_exp.run", [*RUN, f"hydra.run.dir={own}"], cwd=base)
@@ -392,12 +399,16 @@ def processes(tmp_path_factory) -> dict:
     _wait(lambda: (own / files.CHECKPOINT).exists(), first)
     first.send_signal(signal.SIGKILL)
     first_out, _ = first.communicate(timeout=60)
+    killed_step = torch.load(own / files.CHECKPOINT, weights_only=True)["step"]
+    re_own = _popen([f"resume={own}", f"hydra.run.dir={base / 're_owned'}"], base)
     _wait(lambda: _status(stopped) == "trained", term)
     term.send_signal(signal.SIGTERM)
     term_out, _ = term.communicate(timeout=120)
-    resumed = {name: _popen([f"resume={d}", f"hydra.run.dir={base / ('re_' + name)}"], base)
-               for name, d in (("owned", own), ("stopped", stopped))}
-    outs = {name: (p.communicate(timeout=300)[0], p.returncode) for name, p in resumed.items()}
+    re_stop = _popen([f"resume={stopped}", f"hydra.run.dir={base / 're_stopped'}"], base)
+    _wait(lambda: max(_steps(base / "re_owned"), default=0) > killed_step, re_own)
+    re_own.send_signal(signal.SIGTERM)
+    outs = {name: (p.communicate(timeout=300)[0], p.returncode)
+            for name, p in (("owned", re_own), ("stopped", re_stop))}
     compare = run_cli("sae_exp.compare", [str(base / "sweep")], cwd=base)
     return {"base": base, "own": own, "stopped": stopped, "second": second,
             "second_s": second_s, "hydra_before": hydra_before, "hydra_after":
@@ -420,8 +431,9 @@ def test_a_killed_run_is_seen_as_killed_and_resumes(processes):
     assert processes["first"][0] == -signal.SIGKILL
     assert _status(own) == "running"  # what it was doing when killed
     out, rc = processes["resumed"]["owned"]
-    assert rc == 0, out[-3000:]
+    assert rc == 0, out[-3000:]  # resumed, trained on, then stopped by SIGTERM (incomplete)
     assert "was left by pid" in out and "no longer running" in out, out[-3000:]
+    assert _status(processes["base"] / "re_owned") == "incomplete"
     comp = processes["compare"]
     assert comp.returncode == 0, comp.stderr[-3000:]
     assert "killed" in comp.stdout and "| complete" not in comp.stdout, comp.stdout
@@ -443,3 +455,24 @@ def test_sigterm_after_training_keeps_the_weights_and_resume_finishes(processes)
     new = processes["base"] / "re_stopped"
     assert (new / files.SAE_WEIGHTS).read_bytes() == (stopped / files.SAE_WEIGHTS).read_bytes()
     assert _status(new) == "complete"
+
+
+def test_no_temp_file_exists_while_a_figure_is_drawn(tmp_path, monkeypatch):
+    """Drawing a PNG takes ~100x longer than writing it: a run killed (SIGKILL) while figures
+    are drawn must not leave an empty `.tmp` beside them. So no file may exist during savefig."""
+    from matplotlib.figure import Figure
+
+    from sae_exp.report.figures import write_figures
+
+    seen: list[list[str]] = []
+    real = Figure.savefig
+
+    def savefig(self, *args, **kwargs):
+        seen.append(sorted(p.name for p in tmp_path.rglob("*.tmp")))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    history = [{"step": i, "loss": 1.0 / i, "fvu": 0.5, "l0": 4.0} for i in range(1, 5)]
+    assert write_figures(tmp_path / "figures", {"latents": []}, history) == []
+    assert seen and all(not names for names in seen), seen
+    assert (tmp_path / "figures" / "training_curves.png").stat().st_size > 0
