@@ -607,7 +607,7 @@ def _write_failure(run_dir: Path, message: str) -> None:
         return  # another run's dir (refused before it was claimed): leave it as it is
     try:
         files.atomic_write_json(run_dir / "error.json", {"status": "failed", "error": message})
-    except OSError:
+    except (OSError, UserError):  # a full or read-only disk: the error line says it already
         pass
 
 

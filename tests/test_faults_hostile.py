@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -229,14 +230,30 @@ def readonly(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def tiny_disk(tmp_path_factory):
+    """A real 100 KB file system (tmpfs, root only; else None): a run fills it while it writes
+    its report (weights and checkpoint fit, the figures do not)."""
+    d = tmp_path_factory.mktemp("tiny_disk")
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100k", "tmpfs",
+                                            str(d)], capture_output=True).returncode != 0:
+        yield None
+        return
+    yield d
+    subprocess.run(["umount", str(d)], check=False)
+
+
+@pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("hostile")
 
 
 @pytest.fixture(scope="module")
-def results(work, readonly) -> dict[str, Result]:
+def results(work, readonly, tiny_disk) -> dict[str, Result]:
     (work / "cli_batch.py").write_text(DRIVER)
     cases = _cases(work, readonly)
+    if tiny_disk is not None:
+        cases.append(("real_disk_full", "sae_exp.run", "cli",
+                      [*RUN, f"hydra.run.dir={tiny_disk / 'run'}"]))
     spec = work / "cases.json"
     spec.write_text(json.dumps([{"name": n, "module": m, "func": f, "args": a, "env": {}}
                                 for n, m, f, a in cases]))
@@ -328,6 +345,21 @@ def test_disk_full_keeps_the_trained_run_and_says_it_is_not_finished(results, wo
     assert json.loads((new / files.RUN_INFO).read_text())["status"] == "complete"
 
 
+def test_a_really_full_disk_ends_in_one_line(results, tiny_disk):
+    if tiny_disk is None:
+        pytest.skip("needs root to mount a 100 KB tmpfs")
+    res = results["real_disk_full"]
+    assert res.rc == 4, res.out[-3000:]
+    assert "Traceback" not in res.out and "Logging error" not in res.out, res.out[-3000:]
+    errors = [line for line in res.lines if line.startswith("error: ")]
+    assert len(errors) == 1 and "No space left on device" in errors[0], res.out[-3000:]
+    run_dir = tiny_disk / "run"
+    assert files.read_status(run_dir) != "complete"
+    assert not (run_dir / files.REPORT_JSON).exists() and not list(run_dir.rglob("*.tmp"))
+    if (run_dir / files.CHECKPOINT).exists():  # trained: the line says how to finish
+        assert f"resume={run_dir}" in errors[0]
+
+
 def test_full_disk_at_a_periodic_checkpoint_keeps_nothing_half_written(results, work):
     out = work / "runs" / "ckpt_full"
     assert not (out / files.CHECKPOINT).exists() and not list(out.rglob("*.tmp"))
@@ -382,6 +414,12 @@ def _steps(d: Path) -> list[int]:
         return []
 
 
+def _sigterm_once_trained(proc: subprocess.Popen, run_dir: Path) -> None:
+    _wait(lambda: _status(run_dir) == "trained", proc, limit=300)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+
+
 @pytest.fixture(scope="module")
 def processes(tmp_path_factory) -> dict:
     """Side by side: (a) a long run, a second run into its dir, then SIGKILL of the first and
@@ -391,6 +429,8 @@ def processes(tmp_path_factory) -> dict:
     own, stopped = base / "sweep" / "owned", base / "stopped"
     first = _popen([*LONG, f"hydra.run.dir={own}"], base)
     term = _popen([*SLOW_ANALYSIS, f"hydra.run.dir={stopped}"], base)
+    sender = threading.Thread(target=_sigterm_once_trained, args=(term, stopped))
+    sender.start()
     _wait(lambda: bool(_steps(own)), first)
     hydra_before = _digest(own / files.HYDRA_DIR)
     t = time.time()
@@ -401,8 +441,7 @@ def processes(tmp_path_factory) -> dict:
     first_out, _ = first.communicate(timeout=60)
     killed_step = torch.load(own / files.CHECKPOINT, weights_only=True)["step"]
     re_own = _popen([f"resume={own}", f"hydra.run.dir={base / 're_owned'}"], base)
-    _wait(lambda: _status(stopped) == "trained", term)
-    term.send_signal(signal.SIGTERM)
+    sender.join(timeout=300)
     term_out, _ = term.communicate(timeout=120)
     re_stop = _popen([f"resume={stopped}", f"hydra.run.dir={base / 're_stopped'}"], base)
     _wait(lambda: max(_steps(base / "re_owned"), default=0) > killed_step, re_own)

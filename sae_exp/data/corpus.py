@@ -82,7 +82,7 @@ def _read_csv(p: Path, text: str) -> list[tuple[int, dict]]:
         for row in reader:
             rows.append((reader.line_num, dict(row)))
     except csv.Error as e:
-        raise DataError(f"corpus {p} line {reader.line_num}: {e} (a field may hold at most "
+        raise DataError(f"corpus {p} line {reader.line_num + 1}: {e} (a field may hold at most "
                         "128 KiB, or a quote is not closed); shorten or fix that line.") from None
     return rows
 
