@@ -318,6 +318,14 @@ def validate(cfg: Config) -> None:
         _one_of("data.pooling", d.pooling, POOLINGS)
         _check(d.layer >= 0, "data.layer", d.layer, "use a hidden-state index >= 0")
         _check(d.batch_size >= 1, "data.batch_size", d.batch_size, "use an integer >= 1")
+    _check(a.top_examples >= 0, "analysis.top_examples", a.top_examples, "use >= 0")
+    _check(a.min_sentences >= 0, "analysis.min_sentences", a.min_sentences, "use >= 0")
+    if isinstance(d, ModelDataConfig):
+        _check(d.max_length >= 1, "data.max_length", d.max_length, "use an integer >= 1")
     if isinstance(d, SyntheticDataConfig):
         _check(len(d.labels) >= 2, "data.labels", d.labels, "give at least two labels")
         _check(d.d_in >= 2, "data.d_in", d.d_in, "use >= 2")
+        for key in ("n_sentences", "tokens_per_sentence", "features_per_token"):
+            _check(getattr(d, key) >= 1, f"data.{key}", getattr(d, key), "use an integer >= 1")
+        _check(0 <= d.marker_prob <= 1, "data.marker_prob", d.marker_prob, "use a value in [0, 1]")
+        _check(d.noise >= 0, "data.noise", d.noise, "use a value >= 0")

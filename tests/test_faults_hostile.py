@@ -515,3 +515,22 @@ def test_no_temp_file_exists_while_a_figure_is_drawn(tmp_path, monkeypatch):
     assert write_figures(tmp_path / "figures", {"latents": []}, history) == []
     assert seen and all(not names for names in seen), seen
     assert (tmp_path / "figures" / "training_curves.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("override, key", [
+    ("sparsity.sparsity_coeff=inf", "sparsity.sparsity_coeff"),
+    ("optimizer.grad_clip=inf", "optimizer.grad_clip"),
+    ("objective.l0_penalty=inf", "objective.l0_penalty"),
+    ("data.noise=-1", "data.noise"),
+    ("data.marker_prob=2", "data.marker_prob"),
+    ("data.n_sentences=0", "data.n_sentences"),
+    ("analysis.top_examples=-1", "analysis.top_examples"),
+])
+def test_every_number_is_checked_before_work(override, key):
+    from test_config import typed
+
+    from sae_exp.config import validate
+    from sae_exp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"^{key}="):
+        validate(typed(["data=synthetic", override]))
