@@ -26,7 +26,7 @@ from sae_exp import files
 from sae_exp.config import OptimizerConfig, SparsityConfig, SyntheticDataConfig, TrainerConfig
 from sae_exp.data.stream import RowStream
 from sae_exp.data.synthetic import make_synthetic
-from sae_exp.errors import DataError, TrainingError
+from sae_exp.errors import DataError, TrainingError, WriteError
 from sae_exp.model.sae import SAE
 from sae_exp.train.trainer import Trainer
 
@@ -181,7 +181,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         Path(tmp).write_text('{"half":')
         raise OSError("disk full")
 
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(WriteError, match="disk full"):  # one line for the user, exit 4
         files.atomic_write(path, broken)
     assert json.loads(path.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp file left
@@ -199,7 +199,7 @@ def test_atomic_files_get_the_permissions_of_a_plain_open(tmp_path):
 # Writes that do not go through sae_exp.files, each with the reason it is safe: (file, a piece
 # of the call's source line) -> reason.
 ALLOWED_WRITES = {
-    ("files.py", "open(tmp, \"w\""): "the atomic helpers themselves",
+    ("files.py", "open(tmp, \"wb\")"): "the atomic helpers themselves",
     ("files.py", "torch.save(obj, f)"): "the atomic helpers themselves",
     ("files.py", "save_file(tensors, tmp"): "the atomic helpers themselves",
     ("run.py", "open(self.path, \"a\""): "metrics.jsonl: append-only, one whole line per write",
