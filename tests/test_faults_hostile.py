@@ -136,12 +136,13 @@ def _data_files(d: Path) -> None:
              labels=labels)
     np.savez(d / "all_nan.npz", activations=np.full_like(acts, np.nan), labels=labels)
     np.savez(d / "pipe.npz", activations=acts, labels=np.where(labels == "alpha", "a|b", labels))
-    n_sent = ids.max() + 1
-    texts = np.array([f"sentence {i}" for i in range(n_sent)], dtype=object)
-    texts[0] = "x" * 5_000_000  # a 5 MB sentence
-    texts[1] = texts[n_sent - 1] = "the same words under two labels"
+    # one row per sentence: numpy stores every text at the longest one's width (4 B a char)
+    acts, labels, ids = _rows(["alpha", "beta"], tokens=1)
+    texts = np.array([f"sentence {i}" for i in range(len(ids))], dtype=object)
+    texts[0] = "x" * 300_000  # a 300 kB sentence (the 5 MB one, scaled down)
+    texts[1] = texts[-1] = "the same words under two labels"
     np.savez(d / "texts.npz", activations=acts, labels=labels, sentence_ids=ids,
-             texts=texts[ids].astype(str))
+             texts=texts.astype(str))
     big = "word " * 40_000  # one CSV field of ~200 KB (the csv module's limit is 128 KiB)
     lines = ["text,label", *[f"sentence {i},{lab}" for i, lab in enumerate(["a", "b"] * 10)],
              f"\"{big}\",a"]
