@@ -708,7 +708,8 @@ def _own_output_dir(argv: list[str]) -> str | None:
         check_name(values["name"])
     problem = _taken_output_dir(argv)  # before the lock: a refused dir is not touched at all
     run_dir = values.get("hydra.run.dir")
-    if problem or not run_dir or _is_multirun(argv) or "${" in run_dir:
+    no_run = {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i"} & set(argv)
+    if problem or not run_dir or _is_multirun(argv) or "${" in run_dir or no_run:
         return problem
     files.lock_run_dir(Path(run_dir))
     return _taken_output_dir(argv)  # again, now that no other run can start in it

@@ -386,7 +386,7 @@ def test_texts_are_truncated_and_cross_label_duplicates_named(results, work):
 # ----------------------------------------------------------------------------- real processes
 LONG = [*RUN, "trainer.epochs=1000", "trainer.batch_size=16", "trainer.log_every=1",
         "trainer.checkpoint_every=5"]
-SLOW_ANALYSIS = [*RUN, "analysis.permutations=3000", "analysis.bootstrap=400"]
+SLOW_ANALYSIS = [*RUN, "analysis.permutations=500", "analysis.bootstrap=100"]
 
 
 def _popen(args: list[str], cwd: Path) -> subprocess.Popen:
