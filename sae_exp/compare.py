@@ -47,7 +47,8 @@ MULTIRUN_YAML = "multirun.yaml"
 
 @dataclass
 class Job:
-    """What one job dir of a sweep holds; `status` is complete | incomplete | failed | missing."""
+    """What one job dir of a sweep holds; `status` is complete | incomplete | failed | killed |
+    running | missing (from run_info.json's status where it has one)."""
 
     dir: Path
     sweep: Path
@@ -112,7 +113,10 @@ def load_job(job_dir: Path, sweep: Path) -> Job:
     job.info, _ = _read_json(job.dir / files.RUN_INFO)
     error, _ = _read_json(job.dir / ERROR_JSON)
     job.report, why = _read_json(job.dir / files.REPORT_JSON)
-    if error is not None:
+    status = job.info.get("status") if isinstance(job.info, dict) else None
+    if status not in (None, "complete", "incomplete"):  # run_info.json says it did not finish
+        job.status, job.reason, job.report = _unfinished(job.dir, job.info, status)
+    elif error is not None:
         job.status, job.reason = "failed", str(error.get("error", "error.json present"))
     elif job.report is None:
         job.status, job.reason = "missing", why + " (failed, killed or still running)"
@@ -123,6 +127,19 @@ def load_job(job_dir: Path, sweep: Path) -> Job:
     else:
         job.status = "complete"
     return job
+
+
+def _unfinished(job_dir: Path, info: dict, status: str) -> tuple[str, str, None]:
+    """(status, reason, no report) of a job whose run_info.json status is not a finished one:
+    running (a live process owns the dir), killed (none does), or stopped/failed/trained."""
+    finish = f"; finish with resume={job_dir}" if (job_dir / files.CHECKPOINT).exists() else ""
+    if status == "running":
+        state, pid = files.lock_state(job_dir)
+        if state == "held":
+            return "running", f"still running (pid {pid})", None
+        return "killed", f"killed while running (no process owns the dir){finish}", None
+    why = str(info.get("error") or f"status {status!r}")
+    return "failed", f"{why} (status {status!r}){finish}", None
 
 
 def load_sweeps(dirs: list[Path]) -> list[Job]:
@@ -255,7 +272,7 @@ def to_markdown(columns: list[str], rows: list[dict], jobs: list[Job], figures: 
              if not c.startswith(("jaccard_lo[", "jaccard_hi[")) and c != "reason"]
     lines = [f"# Sweep comparison: {', '.join(sorted({j.sweep.name for j in jobs}))}", ""]
     counts = {s: sum(j.status == s for j in jobs) for s in ("complete", "incomplete", "failed",
-                                                              "missing")}
+                                                              "killed", "running", "missing")}
     lines.append(f"{len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     lines += ["", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     for r in rows:

@@ -8,6 +8,9 @@ what is allowed. Library code receives these dataclasses (plain values), never a
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,8 +213,58 @@ def _one_of(key: str, value: Any, options: tuple[str, ...]) -> None:
     _check(value in options, key, value, "allowed values are " + ", ".join(options))
 
 
+def check_name(name: Any) -> None:
+    """`name` becomes part of the run dir's name: no path separators, not `.` or `..`."""
+    text = str(name)
+    _check(bool(text) and "/" not in text and "\\" not in text and text not in (".", ".."),
+           "name", text, "a run name cannot be empty, contain '/' or '\\', or be '.' or '..' "
+           "(it becomes part of the run dir's name)")
+
+
+def check_known_keys(config: dict) -> None:
+    """Every key of a composed config is in the schema: `+key=value` adds keys Hydra does not
+    check, so a misspelt `+trainer.epoch=5` would be accepted and ignored."""
+    _known_keys(config, Config, "")
+
+
+def _known_keys(node: Any, schema: Any, prefix: str) -> None:
+    if not isinstance(node, dict) or not dataclasses.is_dataclass(schema):
+        return
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    for key, value in node.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+            raise ConfigError(f"{prefix}{key} is not a config key{hint} (`python -m sae_exp.run "
+                              "--cfg job` lists every key).")
+        _known_keys(value, _schema_of(schema, key, value), f"{prefix}{key}.")
+
+
+def _schema_of(schema: Any, key: str, value: Any) -> Any:
+    """The dataclass behind `schema.key` (the data source's schema for `data`), or None."""
+    if schema is Config and key == "data":
+        return DATA_SCHEMAS.get(value.get("source") if isinstance(value, dict) else None,
+                                DataConfig)
+    factory = next(f.default_factory for f in dataclasses.fields(schema) if f.name == key)
+    return factory if dataclasses.is_dataclass(factory) else None
+
+
+def _finite(obj: Any, prefix: str) -> None:
+    """Every float of the config is finite (inf passes `> 0` and `>= 0` checks)."""
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _finite(value, key + ".")
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{key}={value!r} is invalid: use a finite number.")
+
+
 def validate(cfg: Config) -> None:
     """Check values that types cannot express. Raises ConfigError naming key, value and fix."""
+    _finite(cfg, "")
+    check_name(cfg.name)
     m, o, s, t, a, w = cfg.model, cfg.optimizer, cfg.sparsity, cfg.trainer, cfg.analysis, cfg.wandb
     _check(m.hidden_dim >= 1, "model.hidden_dim", m.hidden_dim, "use an integer >= 1")
     _one_of("model.decoder_impl", m.decoder_impl, DECODER_IMPLS)
@@ -274,6 +327,14 @@ def validate(cfg: Config) -> None:
         _one_of("data.pooling", d.pooling, POOLINGS)
         _check(d.layer >= 0, "data.layer", d.layer, "use a hidden-state index >= 0")
         _check(d.batch_size >= 1, "data.batch_size", d.batch_size, "use an integer >= 1")
+    _check(a.top_examples >= 0, "analysis.top_examples", a.top_examples, "use >= 0")
+    _check(a.min_sentences >= 0, "analysis.min_sentences", a.min_sentences, "use >= 0")
+    if isinstance(d, ModelDataConfig):
+        _check(d.max_length >= 1, "data.max_length", d.max_length, "use an integer >= 1")
     if isinstance(d, SyntheticDataConfig):
         _check(len(d.labels) >= 2, "data.labels", d.labels, "give at least two labels")
         _check(d.d_in >= 2, "data.d_in", d.d_in, "use >= 2")
+        for key in ("n_sentences", "tokens_per_sentence", "features_per_token"):
+            _check(getattr(d, key) >= 1, f"data.{key}", getattr(d, key), "use an integer >= 1")
+        _check(0 <= d.marker_prob <= 1, "data.marker_prob", d.marker_prob, "use a value in [0, 1]")
+        _check(d.noise >= 0, "data.noise", d.noise, "use a value >= 0")

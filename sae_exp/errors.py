@@ -19,3 +19,10 @@ class TrainingError(UserError):
     """Training stopped (non-finite loss, out of memory); the message says what was kept."""
 
     exit_code = 3
+
+
+class WriteError(UserError):
+    """A file could not be written (disk full, read-only dir, a path that is a file); the
+    message names the path and, for a full disk, the space needed. Exit code 4."""
+
+    exit_code = 4

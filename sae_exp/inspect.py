@@ -86,7 +86,7 @@ class RunModel:
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():
             raise DataError(f"{run_dir}: no such run dir.")
-        self.device = torch.device(device)
+        self.device = _device(device)
         self.sae, self.sae_cfg = files.load_sae(self.run_dir, device)
         snap = self.run_dir / files.HYDRA_DIR / "config.yaml"
         if not snap.is_file():
@@ -139,7 +139,15 @@ class RunModel:
         if spec.get("kind") == "mean_center":
             from safetensors.torch import load_file
 
-            mean = load_file(str(self.run_dir / files.NORMALIZATION))["mean"].numpy()
+            path = self.run_dir / files.NORMALIZATION
+            if not path.is_file():
+                raise DataError(f"{path} is missing: the run was trained on mean-centred rows "
+                                "(data.normalize=mean_center); the run dir is damaged.")
+            try:
+                mean = load_file(str(path))["mean"].numpy()
+            except Exception as e:
+                raise DataError(f"{path} cannot be read ({type(e).__name__}); the run dir is "
+                                "damaged.") from None
         return Normalizer(spec.get("kind", "none"), mean=mean, scale=float(spec.get("scale", 1.0)))
 
     def activations(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -212,6 +220,20 @@ class RunModel:
         X = pooled[:, self.probe["latents"]].toarray()
         Z = (X - self.probe["mu"]) / self.probe["sd"]
         return softmax(Z @ self.probe["W"] + self.probe["b"], axis=1)
+
+
+def _device(name: str) -> torch.device:
+    """--device as torch understands it, or one line naming the choices."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {name} is not a device torch knows: use cpu, cuda or "
+                        "cuda:<index>.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA GPU is visible; use --device cpu.")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: inspect runs on cpu or cuda.")
+    return device
 
 
 def _read_json(path: Path) -> dict:

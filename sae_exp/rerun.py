@@ -113,6 +113,12 @@ def load_snapshot(run_dir: Path) -> Snapshot:
         raise Refused(f"{cfg_path} is not readable YAML ({type(e).__name__})") from None
     if not isinstance(config, dict) or "data" not in config:
         raise Refused(f"{cfg_path} is not an sae_exp config (no `data` key)")
+    status = files.read_status(run_dir)
+    if status not in (None, "complete", "incomplete"):
+        finish = (f": finish it with python -m sae_exp.run resume={run_dir} "
+                  "hydra.run.dir=<new dir>" if (run_dir / files.CHECKPOINT).exists() else "")
+        raise Refused(f"{run_dir} has status {status!r} in {files.RUN_INFO}: not a finished run, "
+                      f"there is no result to reproduce{finish}")
     if (run_dir / "error.json").exists():
         raise Refused(f"{run_dir} holds error.json: that run failed, there is no result to "
                       "reproduce")

@@ -33,22 +33,35 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sae_exp import files, report
 from sae_exp.analysis import association, injection, overlap
-from sae_exp.config import DATA_SCHEMAS, Config, register_configs, validate
+from sae_exp.config import (
+    DATA_SCHEMAS,
+    Config,
+    check_known_keys,
+    check_name,
+    register_configs,
+    validate,
+)
 from sae_exp.data.normalize import NormalizedRows, Normalizer, fit_normalizer
 from sae_exp.data.sources import load_activations
 from sae_exp.data.stream import RowStream
 from sae_exp.data.types import ActivationSet
-from sae_exp.errors import ConfigError, DataError, TrainingError, UserError
+from sae_exp.errors import ConfigError, DataError, TrainingError, UserError, WriteError
 from sae_exp.model.sae import SAE
 from sae_exp.provenance import run_info
-from sae_exp.train import distributed
+from sae_exp.train import checkpoint, distributed
 from sae_exp.train.metrics import objective, quality_metrics
 from sae_exp.train.tracking import Tracker, scrub
 from sae_exp.train.trainer import Interrupted, Trainer, encode_rows
 
 log = logging.getLogger("sae_exp")
 INTERNAL_ERROR_EXIT = 70
+STOPPED_EXIT = 143  # SIGTERM after training: 128 + 15, what a shell reports for it
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # absolute: works with python -m
+
+
+class StoppedAfterTraining(BaseException):  # noqa: N818 - a BaseException, like KeyboardInterrupt
+    """SIGTERM/SIGUSR2 after training: the weights and checkpoint are on disk; the analysis
+    stops (a BaseException, so no `except Exception` on the way swallows it)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -99,8 +112,11 @@ class _MetricsLog:
         self.path, self.tracker = path, tracker
 
     def __call__(self, row: dict) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+        except OSError as e:
+            raise files.write_error(self.path, e, 4096) from None
         self.tracker.log({f"train/{k}": v for k, v in row.items() if k != "step"}, step=row["step"])
 
 
@@ -131,17 +147,38 @@ def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     The pipeline: load data -> fit the SAE -> analyse its codes -> write the files."""
     clock = _StageClock()
     validate(cfg)
-    run_dir = _claim_run_dir(Path(run_dir))
+    lock = _claim_run_dir(Path(run_dir))
+    run_dir = lock.run_dir
+    try:
+        return _run_owned(cfg, run_dir, config_dict, clock)
+    except UserError as e:
+        raise _failed(run_dir, e) from None
+    except (StoppedAfterTraining, KeyboardInterrupt) as e:
+        if files.read_status(run_dir) == "trained":
+            name = "SIGINT" if isinstance(e, KeyboardInterrupt) else str(e).split()[0]
+            _failed(run_dir, UserError(f"stopped by {name} after training"), "stopped")
+        raise
+    finally:
+        lock.release()
+
+
+def _run_owned(cfg: Config, run_dir: Path, config_dict: dict | None, clock: _StageClock) -> dict:
     device, ctx = _setup(cfg)
     main_rank = ctx is None or ctx.is_main  # only rank 0 writes files and logs to W&B
+    if main_rank:  # a fresh run_info.json (an earlier failed try here may have left one)
+        files.atomic_write_json(run_dir / files.RUN_INFO, {"status": "running",
+                                                           "pid": os.getpid()})
     prepared = clock("data", load_data, cfg, device, ctx)
     tracker = _tracker(cfg, run_dir, config_dict, main_rank)
     fitted = clock("fit", fit, cfg, prepared, run_dir, device, ctx, tracker)
     if not main_rank:
         return {}
-    rep = clock("analysis", analyse, cfg, fitted, prepared, run_dir, device)
-    clock("write", write_outputs, cfg, rep, fitted, prepared, run_dir, tracker, device, ctx,
-          clock)
+    with _StopAfterTraining(run_dir) as stop:
+        save_trained(cfg, fitted, prepared, run_dir)
+        stop.arm()  # a signal during the save above stops the run here, once all is saved
+        rep = clock("analysis", analyse, cfg, fitted, prepared, run_dir, device)
+        clock("write", write_outputs, cfg, rep, fitted, prepared, run_dir, tracker, device, ctx,
+              clock)
     quality = rep["metrics"]
     log.info("done in %.1fs (%s): fvu %.4f, l0 %.1f, dead %.3f -> %s", clock.total(),
              clock.summary(), quality["fvu"], quality["l0"], quality["dead_fraction"],
@@ -171,12 +208,44 @@ class _StageClock:
         return ", ".join(f"{k} {v:.1f}s" for k, v in self.stages.items())
 
 
-def _claim_run_dir(run_dir: Path) -> Path:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if (run_dir / files.REPORT_JSON).exists():
-        raise UserError(f"{run_dir} already holds a finished run; choose a new hydra.run.dir.")
+def _claim_run_dir(run_dir: Path) -> files.RunLock:
+    """Own the run dir (its lock) before writing; refuse a dir that holds another run."""
+    lock = files.lock_run_dir(run_dir)
+    if lock.stale_pid:
+        log.warning("%s: its lock was left by pid %d, which is no longer running (killed); the "
+                    "OS released it", run_dir, lock.stale_pid)
+    problem = _taken_run_dir(run_dir)
+    if problem:
+        lock.release()
+        raise UserError(f"{problem}.")
     (run_dir / "error.json").unlink(missing_ok=True)  # from an earlier failed try in this dir
-    return run_dir
+    _OWNED.add(run_dir.resolve())
+    return lock
+
+
+_OWNED: set[Path] = set()  # run dirs this process claimed (its failures may be written there)
+
+
+def _set_status(run_dir: Path, status: str, **fields: Any) -> None:
+    """run_info.json's lifecycle: running -> trained (weights + checkpoint saved) -> complete,
+    or incomplete | stopped | failed. compare and rerun go by it, not by which files exist."""
+    files.update_run_info(run_dir, status=status, **fields)
+
+
+def _failed(run_dir: Path, e: UserError, status: str = "failed") -> UserError:
+    """Record a failure in run_info.json (best effort: the disk may be full); after training the
+    message says how to finish the run."""
+    new, status = status, files.read_status(run_dir)
+    if status == "trained" and isinstance(e, WriteError):
+        e = WriteError(f"{str(e).rstrip('.')}; the trained weights and checkpoint are kept: "
+                       f"finish with python -m sae_exp.run resume={run_dir} "
+                       "hydra.run.dir=<new dir>.")
+    if status is not None:
+        try:
+            _set_status(run_dir, new, error=str(e), after=status)
+        except UserError:
+            pass
+    return e
 
 
 def _setup(cfg: Config) -> tuple[torch.device, distributed.DistContext | None]:
@@ -224,8 +293,12 @@ def fit(cfg: Config, prepared: Prepared, run_dir: Path, device: torch.device, ct
     rows = prepared.train_rows
     sample = np.sort(rows[:: max(1, len(rows) // 65536)])
     trainer.init_b_dec(torch.as_tensor(np.asarray(prepared.X[sample]), dtype=torch.float32))
+    stream = RowStream(prepared.X, rows, cfg.trainer.batch_size, seed=cfg.seed,
+                       pin_memory=device.type == "cuda")
+    total = stream.steps_per_epoch * cfg.trainer.epochs
     if cfg.resume:
-        _load_checkpoint(trainer, Path(cfg.resume), device)
+        _load_checkpoint(trainer, Path(cfg.resume), device, total,
+                         cfg.trainer.batch_size or len(rows))
     if ctx is not None:
         trainer.dist = ctx
         ctx.broadcast_module(sae)
@@ -235,8 +308,9 @@ def fit(cfg: Config, prepared: Prepared, run_dir: Path, device: torch.device, ct
                                                                trainer.state_dict())
         for row in trainer.state.history:  # a resumed run's log starts with the earlier steps
             trainer.on_log(row)
-    stream = RowStream(prepared.X, rows, cfg.trainer.batch_size, seed=cfg.seed,
-                       pin_memory=device.type == "cuda")
+    if trainer.state.step >= total:
+        log.info("training was already done (step %d): going on to the analysis",
+                 trainer.state.step)
     stop = _StopSignals(trainer).install()
     try:
         incomplete = _train(trainer, stream, cfg, run_dir, ctx, tracker)
@@ -276,10 +350,11 @@ def _train(trainer: Trainer, stream: RowStream, cfg: Config, run_dir: Path, ctx,
     return False
 
 
-def analyse(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path,
-            device: torch.device) -> dict:
-    """Analysis stage: save the SAE, encode every row, quality metrics and the overlap report."""
-    sae, data, X = fitted.sae, prepared.data, prepared.X
+def save_trained(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path) -> None:
+    """Save what training made (weights, cfg.json, normalisation, a checkpoint at the last
+    step) and mark the run `trained`: from here on, `resume=<run dir>` finishes it without
+    training again."""
+    sae, data = fitted.sae, prepared.data
     files.save_sae(run_dir, sae, {
         "normalize": prepared.norm.to_json(),
         "data": {k: v for k, v in data.meta.items() if isinstance(v, (str, int, float, bool))},
@@ -288,6 +363,16 @@ def analyse(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path,
     if prepared.norm.mean is not None:
         files.atomic_save_safetensors(run_dir / files.NORMALIZATION,
                                       {"mean": torch.as_tensor(prepared.norm.mean)})
+    if not fitted.incomplete:  # an interrupted run saved its checkpoint when it stopped
+        files.atomic_torch_save(run_dir / files.CHECKPOINT, fitted.trainer.state_dict())
+    _set_status(run_dir, "incomplete" if fitted.incomplete else "trained",
+                step=fitted.trainer.state.step)
+
+
+def analyse(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path,
+            device: torch.device) -> dict:
+    """Analysis stage: save the SAE, encode every row, quality metrics and the overlap report."""
+    sae, data, X = fitted.sae, prepared.data, prepared.X
     top_idx, top_acts = encode_rows(sae, X, device)
     quality = quality_metrics(sae, X, prepared.test_rows, top_idx, top_acts, device)
     quality.pop("density")  # per latent: in features.jsonl
@@ -325,7 +410,7 @@ def write_outputs(cfg: Config, rep: dict, fitted: Fitted, prepared: Prepared, ru
         "incomplete" if fitted.incomplete else "complete"), data_meta=prepared.data.meta)
     info.update(torch_threads=torch.get_num_threads(), world_size=ctx.world_size if ctx else 1,
                 wandb_group=tracker.group, stage_seconds=dict(clock.stages))
-    files.atomic_write_json(run_dir / files.RUN_INFO, scrub(info))
+    files.atomic_write_json(run_dir / files.RUN_INFO, scrub(info))  # the last file: the status
     quality = rep["metrics"]
     tracker.summary({f"metrics/{k}": v for k, v in quality.items() if isinstance(v, (int, float))})
     tracker.summary(injection.summary(rep))
@@ -338,7 +423,10 @@ def write_outputs(cfg: Config, rep: dict, fitted: Fitted, prepared: Prepared, ru
     tracker.finish()
 
 
-def _load_checkpoint(trainer: Trainer, old_dir: Path, device: torch.device) -> None:
+def _load_checkpoint(trainer: Trainer, old_dir: Path, device: torch.device,
+                     total: int | None = None, rows_per_step: int | None = None) -> None:
+    """Load and check a checkpoint: every key, shapes against this config, finite weights,
+    the step against the schedule (`total` steps) and the rows seen (`rows_per_step`)."""
     path = old_dir / files.CHECKPOINT
     if not path.is_file():
         raise DataError(f"resume={old_dir}: no {files.CHECKPOINT} there; nothing to resume.")
@@ -347,6 +435,7 @@ def _load_checkpoint(trainer: Trainer, old_dir: Path, device: torch.device) -> N
     except Exception as e:
         raise DataError(f"{path} cannot be read safely ({type(e).__name__}); it is damaged.") \
             from None
+    checkpoint.check_state(state, trainer, path, total, rows_per_step)
     trainer.load_state_dict(state)
     log.info("resumed from %s at step %d", path, trainer.state.step)
 
@@ -383,6 +472,42 @@ class _StopSignals:
         self.trainer.stop_requested = True
 
 
+class _StopAfterTraining:
+    """After training (analysis and report): SIGTERM / SIGUSR2 raise StoppedAfterTraining, so
+    the run stops with status `stopped` and one line saying how to finish it (resume=)."""
+
+    NAMES = ("SIGTERM", "SIGUSR2")
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir, self.previous, self.armed, self.pending = run_dir, {}, False, None
+
+    def arm(self) -> None:
+        """From now on a signal stops the run at once (one that came earlier does it now)."""
+        self.armed = True
+        if self.pending is not None:
+            self._handle(self.pending, None)
+
+    def __enter__(self) -> _StopAfterTraining:
+        if threading.current_thread() is threading.main_thread():
+            for sig in [getattr(signal, n) for n in self.NAMES if hasattr(signal, n)]:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self.previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        if not self.armed:  # the weights and checkpoint are being saved: stop right after
+            self.pending = signum
+            return
+        self.__exit__()  # a second signal is not caught again
+        raise StoppedAfterTraining(
+            f"{signal.Signals(signum).name} after training: the weights and checkpoint are "
+            f"kept (status stopped); finish with python -m sae_exp.run resume={self.run_dir} "
+            "hydra.run.dir=<new dir>")
+
+
 def _sweep_group() -> str | None:
     try:
         hc = HydraConfig.get()
@@ -396,6 +521,7 @@ def _resume_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
 
     The new run dir's `.hydra/config.yaml` is replaced by that config (with `resume` set), so
     the snapshot records what ran and `python -m sae_exp.rerun` can repeat it."""
+    _check_not_running(Path(cfg.resume))
     snap = Path(cfg.resume) / files.HYDRA_DIR / "config.yaml"
     if not snap.is_file():
         raise DataError(f"resume={cfg.resume}: {snap} is missing; is it an sae_exp run dir?")
@@ -413,6 +539,18 @@ def _resume_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
     if saved.is_file():
         files.atomic_write_text(saved, OmegaConf.to_yaml(old))
     return old
+
+
+def _check_not_running(old: Path) -> None:
+    """resume= reads a run that is over: refuse one a live process still writes; say so when
+    its lock was left by a killed process."""
+    state, pid = files.lock_state(old)
+    if state == "held":
+        raise UserError(f"resume={old}: that run is still running (pid {pid}); wait for it to "
+                        "end or stop it (its checkpoint is saved on SIGTERM) first.")
+    if state == "stale":
+        log.warning("resume=%s: its lock was left by pid %s, which is no longer running "
+                    "(killed); continuing from its last checkpoint", old, pid)
 
 
 def _typed(cfg: DictConfig) -> Config:
@@ -447,6 +585,7 @@ def main(cfg: DictConfig) -> float | None:
         if cfg.get("resume"):
             cfg = _resume_config(cfg, run_dir)
         config_dict = OmegaConf.to_container(cfg, resolve=True)
+        check_known_keys(config_dict)
         typed = _typed(cfg)
         rep = run(typed, run_dir, config_dict)
         if not rep:  # a DDP rank other than 0
@@ -461,31 +600,37 @@ def main(cfg: DictConfig) -> float | None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             return float("inf")  # the sweep goes on; a sweeper ranks the failed job last
         raise SystemExit(e.exit_code) from None
+    except StoppedAfterTraining as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(STOPPED_EXIT) from None
     except KeyboardInterrupt:
         log.error("interrupted")
         raise SystemExit(130) from None
+    except OSError as e:  # a write outside our files (Hydra, W&B) on a full or read-only disk
+        if e.errno not in files.WRITE_ERRNOS:
+            raise
+        err = files.write_error(Path(e.filename or run_dir), e)
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
 
 
 def _write_failure(run_dir: Path, message: str) -> None:
-    if (run_dir / files.REPORT_JSON).exists():  # another run's finished dir: leave it as it is
-        return
+    if run_dir.resolve() not in _OWNED and _taken_run_dir(run_dir):
+        return  # another run's dir (refused before it was claimed): leave it as it is
     try:
         files.atomic_write_json(run_dir / "error.json", {"status": "failed", "error": message})
-    except OSError:
+    except (OSError, UserError):  # a full or read-only disk: the error line says it already
         pass
 
 
 def _taken_output_dir(argv: list[str]) -> str | None:
     """Why the output dir named in `argv` belongs to another run, or None.
 
-    A finished run (report.json), one that trained (metrics.jsonl, checkpoint.pt, weights) or a
-    sweep (multirun.yaml) is never written into; a dir holding only a config failure is reused."""
-    values = dict(a.split("=", 1) for a in argv if a.startswith(("hydra.run.dir=",
-                                                                  "hydra.sweep.dir=")))
+    A finished run, one that trained (metrics.jsonl, checkpoint.pt, weights) or a sweep
+    (multirun.yaml) is never written into; a dir holding only a config failure is reused."""
+    values = _argv_values(argv)
     run_dir, sweep_dir = values.get("hydra.run.dir"), values.get("hydra.sweep.dir")
-    # an hparams_search config switches to multirun itself
-    multirun = bool({"-m", "--multirun"} & set(argv)) or any(
-        a.startswith("hparams_search=") for a in argv)
+    multirun = _is_multirun(argv)
     if sweep_dir and multirun and (
             (Path(sweep_dir) / "multirun.yaml").exists()
             or (Path(sweep_dir) / "optimization_results.yaml").exists()
@@ -493,10 +638,39 @@ def _taken_output_dir(argv: list[str]) -> str | None:
         return f"{sweep_dir} already holds a sweep; choose a new hydra.sweep.dir"
     if not run_dir or multirun:
         return None
-    if (Path(run_dir) / files.REPORT_JSON).exists():
+    return _taken_run_dir(Path(run_dir))
+
+
+def _argv_values(argv: list[str]) -> dict[str, str]:
+    return dict(a.lstrip("+").split("=", 1) for a in argv if "=" in a and not a.startswith("~"))
+
+
+def _is_multirun(argv: list[str]) -> bool:
+    # an hparams_search config switches to multirun itself
+    return bool({"-m", "--multirun"} & set(argv)) or any(
+        a.startswith("hparams_search=") for a in argv)
+
+
+def _taken_run_dir(run_dir: Path) -> str | None:
+    """Why `run_dir` holds another run (by run_info.json's status where there is one), or None."""
+    status = files.read_status(run_dir)
+    finish = (f"; to finish it: python -m sae_exp.run resume={run_dir} hydra.run.dir=<new dir>"
+              if (run_dir / files.CHECKPOINT).exists() else "")
+    if status in ("complete", "incomplete") or (
+            status is None and (run_dir / files.REPORT_JSON).exists()):
         return f"{run_dir} already holds a finished run; choose a new hydra.run.dir"
+    owner, pid = files.lock_state(run_dir) if status == "running" else ("free", None)
+    if owner == "held":
+        return (f"{run_dir} is in use by another run (pid {pid}); a run never writes into "
+                "another run's dir: choose a new hydra.run.dir")
+    if status == "running":
+        return (f"{run_dir} holds a run that was killed (status 'running', no process owns the "
+                f"dir); choose a new hydra.run.dir{finish}")
+    if status is not None and any((run_dir / n).exists() for n in (
+            files.METRICS, files.CHECKPOINT, files.SAE_WEIGHTS)):
+        return f"{run_dir} holds a run with status {status!r}; choose a new hydra.run.dir{finish}"
     for name in (files.METRICS, files.CHECKPOINT, files.SAE_WEIGHTS):
-        if (Path(run_dir) / name).exists():
+        if (run_dir / name).exists():
             return (f"{run_dir} holds another run's {name}; choose a new hydra.run.dir (to "
                     f"continue that run: resume={run_dir} hydra.run.dir=<new dir>)")
     return None
@@ -505,10 +679,16 @@ def _taken_output_dir(argv: list[str]) -> str | None:
 def cli() -> None:
     """Console entry point: Hydra's own config errors (exit 1) become exit 2, like ours."""
     rank, world = distributed.env_rank(), distributed.env_world_size()
-    # Hydra rewrites .hydra/ before our code runs: check first (rank 0 only: the others start
-    # when rank 0 may already have written there)
-    problem = _taken_output_dir(sys.argv[1:]) if not rank else None
+    logging.raiseExceptions = False  # a full disk must not print a traceback per log line
+    # Hydra rewrites .hydra/ before our code runs: own the dir and check it first (rank 0 only:
+    # the others start when rank 0 may already have written there)
+    try:
+        problem = _own_output_dir(sys.argv[1:]) if not rank else None
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(e.exit_code) from None
     if problem:
+        files.release_all()
         print(f"error: {problem} (nothing was changed).", file=sys.stderr)
         raise SystemExit(2)
     if world and world > 1 and rank != 0:  # torchrun: only rank 0 writes; Hydra's dir is a temp
@@ -527,6 +707,24 @@ def cli() -> None:
             raise
         traceback.print_exc()
         raise SystemExit(2) from None
+    finally:
+        files.release_all()
+
+
+def _own_output_dir(argv: list[str]) -> str | None:
+    """Before Hydra writes anything: refuse a run name that is a path, take the lock of an
+    explicit hydra.run.dir (so a second run into it fails here), then say why the dir belongs
+    to another run, or None."""
+    values = _argv_values(argv)
+    if "name" in values:
+        check_name(values["name"])
+    problem = _taken_output_dir(argv)  # before the lock: a refused dir is not touched at all
+    run_dir = values.get("hydra.run.dir")
+    no_run = {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i"} & set(argv)
+    if problem or not run_dir or _is_multirun(argv) or "${" in run_dir or no_run:
+        return problem
+    files.lock_run_dir(Path(run_dir))
+    return _taken_output_dir(argv)  # again, now that no other run can start in it
 
 
 def _full_error() -> bool:

@@ -185,6 +185,8 @@ def prepare(args: list[str]) -> int:
     make_corrupt_cache_entry(work)
     make_other_runs(work)
     make_damaged_copies(work / "good", work)
+    # a run dir with a config snapshot and no checkpoint (a finished run keeps its last one)
+    shutil.copytree(work / "good" / files.HYDRA_DIR, work / "no_checkpoint" / files.HYDRA_DIR)
     before = {name: _digest(work / name) for name in ("good", "crashed", "sweep")}
     (work / "before.json").write_text(json.dumps(before))
     return 0
@@ -247,7 +249,7 @@ def _cases(work: Path) -> list[tuple[str, str, str, list[str]]]:
         # 4. output dirs of other runs
         run("into_finished_run", RUN, "sparsity.top_k=0", f"hydra.run.dir={good}", out=False),
         run("resume_into_itself", [f"resume={good}", f"hydra.run.dir={good}"], out=False),
-        run("resume_without_checkpoint", [f"resume={good}"]),
+        run("resume_without_checkpoint", [f"resume={work / 'no_checkpoint'}"]),
         run("into_crashed_run", RUN, f"hydra.run.dir={work / 'crashed'}", out=False),
         run("into_finished_sweep", RUN, f"hydra.sweep.dir={work / 'sweep'}", "-m", out=False),
         run("search_into_finished_sweep", RUN, "hparams_search=topk_optuna",
@@ -335,7 +337,8 @@ EXPECT: dict[str, tuple[int, list[str]]] = {
     "non_utf8_corpus": (2, ["latin1.jsonl line 2", "not UTF-8", "save the file as UTF-8"]),
     "missing_corpus": (2, ["nowhere.jsonl does not exist", "data.corpus"]),
     "corrupt_cache_entry": (0, ["is corrupt", "rebuilding"]),
-    "nonfinite_loss": (3, ["non-finite loss", "last good checkpoint is kept", "optimizer.lr"]),
+    "nonfinite_loss": (3, ["non-finite loss", "last good checkpoint (step", "is kept",
+                        "optimizer.lr"]),
     "into_finished_run": (2, ["already holds a finished run", "nothing was changed"]),
     "resume_into_itself": (2, ["already holds a finished run", "nothing was changed"]),
     "resume_without_checkpoint": (2, ["no checkpoint.pt there; nothing to resume"]),

@@ -133,12 +133,23 @@ def top_examples(peaks: Peaks, data: ActivationSet, d_sae: int, n_top: int) -> l
             "activation": round(float(peaks.value[i]), 5),
             "token_position": int(pos[r]),
             "token": None if data.tokens is None else str(data.tokens[r]),
-            "text": None if sents.texts is None else str(sents.texts[s]),
+            "text": None if sents.texts is None else short_text(str(sents.texts[s])),
         }
         if sents.ids is not None:
             ex["sentence_id"] = int(sents.ids[s])
         out[int(peaks.latent[i])].append(ex)
     return out
+
+
+MAX_TEXT = 300  # characters of a sentence a report shows (the model saw at most max_length)
+
+
+def short_text(text: str, limit: int = MAX_TEXT) -> str:
+    """`text` cut to `limit` characters with a note of the full length: a 5 MB sentence would
+    otherwise be copied into every file and table that shows it."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text):,} characters]"
 
 
 def _check_cfg(cfg: AnalysisConfig) -> None:

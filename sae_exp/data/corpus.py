@@ -77,7 +77,14 @@ def _read_csv(p: Path, text: str) -> list[tuple[int, dict]]:
             raise DataError(f"corpus {p}: missing column {col!r}; found columns: "
                             f"{', '.join(columns) or '(none)'}.")
     # line numbers: header is line 1; DictReader.line_num counts physical lines read so far
-    return [(reader.line_num, dict(row)) for row in reader]
+    rows = []
+    try:
+        for row in reader:
+            rows.append((reader.line_num, dict(row)))
+    except csv.Error as e:
+        raise DataError(f"corpus {p} line {reader.line_num + 1}: {e} (a field may hold at most "
+                        "128 KiB, or a quote is not closed); shorten or fix that line.") from None
+    return rows
 
 
 def _to_sentences(p: Path, rows: list[tuple[int, dict]], test_fraction: float,

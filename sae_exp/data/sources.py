@@ -27,6 +27,7 @@ import json
 import logging
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -129,9 +130,15 @@ def _read_npz(p: Path) -> dict[str, np.ndarray]:
         for k in z.files:
             try:
                 out[k] = z[k]
-            except ValueError:
+            except ValueError as e:
+                if "allow_pickle" not in str(e):
+                    raise DataError(f"{p}: key {k!r} cannot be read ({e}); the file is "
+                                    "damaged: write it again.") from None
                 raise DataError(f"{p}: key {k!r} holds Python objects; save strings with "
                                 "np.asarray(x, dtype=str).") from None
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
+                raise DataError(f"{p}: key {k!r} cannot be read ({e}); the file is damaged: "
+                                "write it again.") from None
     return out
 
 
@@ -205,6 +212,9 @@ def assemble(where: str, acts: np.ndarray, fields: dict[str, np.ndarray], test_f
                         f"{', '.join(['activations', *fields])}.")
     if acts.ndim != 2:
         raise DataError(f"{where}: activations has shape {acts.shape}; expected [N, d].")
+    if acts.shape[1] == 0:
+        raise DataError(f"{where}: activations has shape {acts.shape}: 0 columns; each row "
+                        "needs at least one value.")
     if not np.issubdtype(acts.dtype, np.floating):
         raise DataError(f"{where}: activations has dtype {acts.dtype}; expected floats.")
     if acts.dtype != np.float32:
@@ -277,6 +287,9 @@ def check(aset: ActivationSet, drop_nonfinite: bool = False) -> ActivationSet:
         raise DataError(f"{len(aset.sentence_index)} sentence indices for {n} rows.")
     finite = _finite_rows(aset.acts)
     n_bad = int(n - finite.sum())
+    if n_bad == n:
+        raise DataError(f"all {n} activation rows hold NaN or Inf: nothing is left to train on; "
+                        "fix the data.")
     if n_bad:
         if not drop_nonfinite:
             raise DataError(f"{n_bad} of {n} activation rows hold NaN or Inf; fix the data or "
@@ -288,7 +301,29 @@ def check(aset: ActivationSet, drop_nonfinite: bool = False) -> ActivationSet:
     if len(present) < 2:
         raise DataError(f"the data has {len(present)} label ({', '.join(present) or 'none'}); "
                         "the overlap analysis needs at least two.")
+    bad = [lab for lab in present if "|" in lab]
+    if bad:
+        raise DataError(f"label {bad[0]!r} contains '|', which joins the two labels of a pair "
+                        "key in report.json (\"a|b\"); rename the label.")
+    warn_cross_label_texts(aset.sentences.texts, aset.sentences.labels)
     return aset
+
+
+def warn_cross_label_texts(texts, labels) -> None:
+    """Log the same sentence text under two or more labels: its rows count for each label,
+    which makes the labels look more alike than they are."""
+    if texts is None:
+        return
+    by_text: dict[str, set[str]] = {}
+    for t, lab in zip(np.asarray(texts, dtype=object), np.asarray(labels), strict=True):
+        by_text.setdefault(str(t), set()).add(str(lab))
+    shared = {t: labs for t, labs in by_text.items() if len(labs) > 1}
+    if shared:
+        text, labs = next(iter(shared.items()))
+        log.warning("the same text under %d labels (%s): %r%s; its rows count for each of "
+                    "them, so those labels look more alike: keep each text under one label",
+                    len(labs), ", ".join(sorted(labs)), text[:80],
+                    f" and {len(shared) - 1} more texts" if len(shared) > 1 else "")
 
 
 def _finite_rows(acts: np.ndarray, chunk: int = 65536) -> np.ndarray:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from sae_exp import files
+from sae_exp.errors import WriteError
 from sae_exp.report.numbers import finite, fmt, num
 
 log = logging.getLogger(__name__)
@@ -19,14 +20,14 @@ log = logging.getLogger(__name__)
 CURVE_KEYS = ("loss", "mse", "fvu", "l0", "l1", "aux", "dead_fraction", "lr")
 
 
-def _atomic_bytes(path: Path, write: Callable[[str], None]) -> None:
-    files.atomic_write(path, write)  # temp file + rename, with the permissions of a plain open()
-
-
 def _save(fig: Figure, path: Path) -> None:
+    """Render into memory, then write the bytes: the temp file beside `path` lives for the
+    few milliseconds of one write, not for the drawing (a killed run leaves no empty temp)."""
     FigureCanvasAgg(fig)
     fig.tight_layout()
-    _atomic_bytes(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    files.atomic_write_bytes(path, buf.getvalue())
 
 
 def write_figures(fig_dir: Path, rep: dict, history: list[dict]) -> list[tuple[str, str]]:
@@ -41,6 +42,8 @@ def write_figures(fig_dir: Path, rep: dict, history: list[dict]) -> list[tuple[s
             fig = draw()
             if fig is not None:
                 _save(fig, fig_dir / name)
+        except WriteError:  # a full or read-only disk: not a figure's fault
+            raise
         except Exception as e:  # a figure must never cost the run its report
             log.warning("figure %s failed: %s: %s", name, type(e).__name__, e)
             failures.append((name, f"{type(e).__name__}: {e}"))

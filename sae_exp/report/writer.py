@@ -41,7 +41,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def write_report(run_dir: Path, report: dict, history: list[dict]) -> None:
-    """Write figures/, report.json, features.jsonl and report.md into `run_dir`.
+    """Write figures/, features.jsonl, report.md and report.json (last) into `run_dir`.
 
     Figures come first: one that cannot be drawn is logged and listed in the report's
     warnings instead of costing the run its report."""
@@ -54,10 +54,10 @@ def write_report(run_dir: Path, report: dict, history: list[dict]) -> None:
     slim = {k: v for k, v in rep.items() if k != "latents"}
     slim["features_file"] = files.FEATURES
     text = json.dumps(slim, indent=1, allow_nan=False) + "\n"
-    files.atomic_write_text(run_dir / files.REPORT_JSON, text)
     lines = [json.dumps(rec, allow_nan=False) for rec in rep.get("latents", [])]
     files.atomic_write_text(run_dir / files.FEATURES, "\n".join(lines) + ("\n" if lines else ""))
     files.atomic_write_text(run_dir / files.REPORT_MD, render_markdown(rep, figure_paths(run_dir)))
+    files.atomic_write_text(run_dir / files.REPORT_JSON, text)  # last: never without the others
 
 
 def figure_paths(run_dir: Path) -> list[Path]:

@@ -99,6 +99,7 @@ class Trainer:
         self.on_log: Callable[[dict], None] | None = None
         self.on_checkpoint: Callable[[], None] | None = None
         self.dist = None  # a distributed.DistContext under torchrun (set by run.py)
+        self.saved_step: int | None = None  # step of the last checkpoint written or loaded
 
     # --- public -------------------------------------------------------------------------------
     def fit(self, stream: RowStream) -> list[dict]:
@@ -160,8 +161,8 @@ class Trainer:
             finite = not self.dist.any(not finite)
         if not finite:
             raise TrainingError(
-                f"non-finite loss ({float(loss.detach())}) at step {self.state.step}: the last "
-                "good checkpoint is kept; lower optimizer.lr or check the activations for outliers."
+                f"non-finite loss ({float(loss.detach())}) at step {self.state.step}: "
+                f"{self._kept()}; lower optimizer.lr or check the activations for outliers."
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -223,6 +224,7 @@ class Trainer:
             if self.on_checkpoint is not None:
                 self.check_finite()  # a NaN state never replaces the last good checkpoint
                 self.on_checkpoint()
+                self.saved_step = self.state.step
 
     def check_finite(self) -> None:
         """Raise TrainingError if a weight is NaN/Inf (checked before every save, not every
@@ -230,9 +232,16 @@ class Trainer:
         for name, p in self.sae.named_parameters():
             if not bool(torch.isfinite(p).all()):
                 raise TrainingError(
-                    f"non-finite weights ({name}) after step {self.state.step}: the last good "
-                    "checkpoint is kept; lower optimizer.lr or check the activations for outliers."
+                    f"non-finite weights ({name}) after step {self.state.step}: "
+                    f"{self._kept()}; lower optimizer.lr or check the activations for outliers."
                 )
+
+    def _kept(self) -> str:
+        """What a failed run keeps: the last good checkpoint, or none (say so, not 'kept')."""
+        if self.saved_step is None:
+            return (f"no checkpoint was saved (trainer.checkpoint_every="
+                    f"{self.tr_cfg.checkpoint_every})")
+        return f"the last good checkpoint (step {self.saved_step}) is kept"
 
     def _autocast(self):
         if self.tr_cfg.autocast == "bf16" and self.device.type == "cuda":
@@ -259,6 +268,7 @@ class Trainer:
             history=list(state["history"]),
         )
         torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it
+        self.saved_step = self.state.step
 
 
 @torch.no_grad()
