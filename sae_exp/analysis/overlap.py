@@ -110,8 +110,14 @@ def _sentence_positions(sentence_index: np.ndarray) -> np.ndarray:
     return pos
 
 
-def top_examples(peaks: Peaks, data: ActivationSet, d_sae: int, n_top: int) -> list[list[dict]]:
-    """For each latent, its `n_top` sentences with the highest peak activation."""
+def top_examples(peaks: Peaks, data: ActivationSet, d_sae: int, n_top: int,
+                 top_indices: np.ndarray | None = None,
+                 top_acts: np.ndarray | None = None) -> list[list[dict]]:
+    """For each latent, its `n_top` sentences with the highest peak activation.
+
+    With the codes (`top_indices`/`top_acts` [N, k]) each example also carries the latent's
+    activation on every token of the sentence (`token_acts`, row order) and the sentence's
+    `tokens` (None when the data has none): the feature browser colours tokens by them."""
     out: list[list[dict]] = [[] for _ in range(d_sae)]
     if n_top <= 0 or len(peaks.latent) == 0:
         return out
@@ -121,9 +127,11 @@ def top_examples(peaks: Peaks, data: ActivationSet, d_sae: int, n_top: int) -> l
     rank = np.arange(len(lat)) - np.repeat(starts, np.diff(np.r_[starts, len(lat)]))
     keep = order[rank < n_top]
     sents = data.sentences
-    pos = _sentence_positions(np.asarray(data.sentence_index))
+    sent_index = np.asarray(data.sentence_index)
+    pos = _sentence_positions(sent_index)
+    rows_of = _SentenceRows(sent_index, len(sents)) if top_indices is not None else None
     for i in keep:
-        s, r = int(peaks.sentence[i]), int(peaks.row[i])
+        s, r, j = int(peaks.sentence[i]), int(peaks.row[i]), int(peaks.latent[i])
         ex = {
             "sentence": s,
             "label": str(sents.labels[s]),
@@ -136,8 +144,40 @@ def top_examples(peaks: Peaks, data: ActivationSet, d_sae: int, n_top: int) -> l
         }
         if sents.ids is not None:
             ex["sentence_id"] = int(sents.ids[s])
-        out[int(peaks.latent[i])].append(ex)
+        if rows_of is not None:
+            rows = rows_of(s)
+            hit = np.asarray(top_indices[rows]) == j
+            ex["token_acts"] = np.round((np.asarray(top_acts[rows]) * hit).sum(1), 5).tolist()
+            ex["tokens"] = None if data.tokens is None else [str(t) for t in data.tokens[rows]]
+        out[j].append(ex)
     return out
+
+
+class _SentenceRows:
+    """The rows of each sentence, in row order (rows of a sentence need not be contiguous)."""
+
+    def __init__(self, sentence_index: np.ndarray, n_sentences: int) -> None:
+        self.order = np.argsort(sentence_index, kind="stable")
+        self.offsets = np.r_[0, np.cumsum(np.bincount(sentence_index, minlength=n_sentences))]
+
+    def __call__(self, s: int) -> np.ndarray:
+        return self.order[self.offsets[s]:self.offsets[s + 1]]
+
+
+HIST_BINS = 24
+
+
+def activation_histograms(top_indices: np.ndarray, top_acts: np.ndarray, d_sae: int,
+                          bins: int = HIST_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """Per latent, counts of its non-zero activations in `bins` equal bins from 0 to its
+    maximum: (max [d_sae], counts [d_sae, bins]). The browser draws them as its histogram."""
+    active = top_acts > 0
+    lat, val = top_indices[active].astype(np.int64), top_acts[active].astype(np.float64)
+    vmax = np.zeros(d_sae)
+    np.maximum.at(vmax, lat, val)
+    b = np.minimum((val / np.maximum(vmax[lat], 1e-30) * bins).astype(np.int64), bins - 1)
+    counts = np.bincount(lat * bins + b, minlength=d_sae * bins).reshape(d_sae, bins)
+    return vmax, counts
 
 
 def _round(x, sig: int = 6) -> float | None:
@@ -146,8 +186,10 @@ def _round(x, sig: int = 6) -> float | None:
     return None if not np.isfinite(x) else float(f"{x:.{sig}g}")
 
 
-def latent_records(stats, design, density, fire_density, thresholds, stability, examples) -> list:
-    """One dict per latent (features.jsonl): density, per-label rates, p, q, examples."""
+def latent_records(stats, design, density, fire_density, thresholds, stability, examples,
+                   hists: tuple[np.ndarray, np.ndarray] | None = None) -> list:
+    """One dict per latent (features.jsonl): density, per-label rates, p, q, examples and
+    (with `hists`) the histogram of its non-zero activations."""
     labels = design.labels
     assoc = stats["associated"]
     n_assoc = assoc.sum(1)
@@ -167,6 +209,8 @@ def latent_records(stats, design, density, fire_density, thresholds, stability, 
             "associated": associated,
             "specific_to": associated[0] if n_assoc[j] == 1 else None,
             "top_examples": examples[j],
+            **({} if hists is None else {"act_hist": {
+                "max": _round(hists[0][j]), "counts": hists[1][j].tolist()}}),
         })
     return recs
 
@@ -270,9 +314,10 @@ def analyze(
     timings["probe"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    examples = top_examples(peaks, data, d_sae, cfg.top_examples)
+    examples = top_examples(peaks, data, d_sae, cfg.top_examples, top_indices, top_acts)
     latents = latent_records(stats, design, density, fire_density, thr,
-                             subs.stability if cfg.bootstrap else None, examples)
+                             subs.stability if cfg.bootstrap else None, examples,
+                             activation_histograms(top_indices, top_acts, d_sae))
     timings["latents"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     log.info("overlap analysis: %d sentences, %d latents, %d labels in %.1fs (%s)", S, d_sae, L,
