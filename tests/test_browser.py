@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from conftest import TINY, run_cli
 
+from sae_exp import compare
 from sae_exp.analysis.overlap import HIST_BINS
 from sae_exp.config import SyntheticDataConfig
 from sae_exp.data.synthetic import make_synthetic
 from sae_exp.report import html
-from tests.conftest import TINY, run_cli
 
 PLANTED = "unless"
 WORDS = ["the", "a", "of", "it", "is", "was", "to", "and"]
@@ -157,6 +159,32 @@ def test_browse_rebuilds_the_page_and_rejects_unfinished_dirs(tiny_run, tmp_path
         assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
+@pytest.fixture(scope="module")
+def sweep(tiny_run, tmp_path_factory) -> Path:
+    """A sweep of two finished jobs (copies of the tiny run) and a failed one, compared."""
+    root = tmp_path_factory.mktemp("sweep") / "sweep"
+    for i, k in enumerate([4, 8]):
+        shutil.copytree(tiny_run, root / str(i))
+        (root / str(i) / ".hydra" / "overrides.yaml").write_text(
+            yaml.safe_dump([f"sparsity.top_k={k}"]))
+    (root / "2" / ".hydra").mkdir(parents=True)
+    (root / "2" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["sparsity.top_k=0"]))
+    (root / "2" / "error.json").write_text(json.dumps({"status": "failed", "error": "bad k"}))
+    compare.compare([root], wandb_mode="disabled")
+    return root
+
+
+def test_sweep_page_links_each_run_and_embeds_the_frontier(sweep):
+    data = _embedded((sweep / html.SWEEP_PAGE).read_text(), "data")
+    assert [r["job"] for r in data["rows"]] == ["0", "1", "2"]
+    assert [r["_page"] for r in data["rows"]] == ["0/report.html", "1/report.html", None]
+    assert [r["sparsity.top_k"] for r in data["rows"]] == [4, 8, 0]
+    names = [name for name, _ in data["figures"]]
+    assert compare.FRONTIER_FIG in names
+    png = base64.b64decode(dict(data["figures"])[compare.FRONTIER_FIG])
+    assert png == (sweep / "figures" / compare.FRONTIER_FIG).read_bytes()
+
+
 # ------------------------------------------------------------------ real browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -269,6 +297,19 @@ def test_search_finds_the_planted_token_and_keys_move_between_cards(browser, tin
     browser.find_element("tag name", "body").send_keys("k")
     _wait(browser, f"return document.querySelector('#card[data-card=\"{cards[0]}\"]')")
     assert _errors(browser) == []
+
+
+def test_sweep_page_shows_the_table_figure_and_working_links(browser, sweep):
+    _open(browser, sweep / html.SWEEP_PAGE)
+    assert _errors(browser) == []
+    assert len(browser.find_elements("css selector", "table.sweep tr")) == 4  # head + 3 jobs
+    assert _wait(browser, "const i = document.querySelector('figure img'); "
+                 "return i && i.complete && i.naturalWidth > 100")
+    links = browser.find_elements("css selector", "table.sweep a")
+    assert len(links) == 2
+    links[1].click()
+    _wait(browser, "return document.body.dataset.ready && document.getElementById('heatmap')")
+    assert browser.current_url.endswith("/1/report.html") and _errors(browser) == []
 
 
 def test_screenshot_is_not_blank(browser, tiny_run):

@@ -23,6 +23,7 @@ import numpy as np
 from sae_exp import files
 
 PAGE = "report.html"
+SWEEP_PAGE = "comparison.html"
 CHUNK = 256  # latents per compressed chunk
 TOP_BY_DENSITY = 20  # live latents listed for their density, beside the associated ones
 N_NEIGHBORS = 5  # nearest latents by decoder cosine shown on a card
@@ -220,6 +221,34 @@ def write_run_page(run_dir: Path, rep: dict, latents: list[dict],
     path = Path(run_dir) / PAGE
     files.atomic_write_text(path, build_run_page(run_dir, rep, latents, W_dec))
     return path
+
+
+def build_sweep_page(title: str, columns: list[str], rows: list[dict], job_dirs: list[Path],
+                     out_dir: Path, figures: list[Path]) -> str:
+    """The sweep page: the comparison table (one row per job, in `rows` order, with a relative
+    link to each job's report.html where it has one) and the figures embedded as PNG."""
+    import os
+
+    data_rows = []
+    for row, job in zip(rows, job_dirs, strict=True):
+        page = Path(job) / PAGE
+        link = os.path.relpath(page, out_dir) if page.is_file() else None
+        data_rows.append({**row, "_page": None if link is None else Path(link).as_posix()})
+    figs = [(Path(f).name, base64.b64encode(Path(f).read_bytes()).decode("ascii"))
+            for f in figures if Path(f).is_file()]
+    data = {"title": title, "columns": columns, "rows": data_rows, "figures": figs}
+    return render_page(title, "sweep", _finite(data))
+
+
+def _finite(obj):
+    """NaN/Inf -> None: the page's JSON has no NaN."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def load_decoder(run_dir: Path) -> np.ndarray | None:

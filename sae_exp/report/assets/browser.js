@@ -180,6 +180,7 @@
 
   // ----------------------------------------------------------------- cards
   const cardIds = (DATA.cards || []).map((c) => c[0]);
+  const cardWhy = new Map(DATA.cards || []);
   let current = -1;
 
   function cardList() {
@@ -273,9 +274,9 @@
       return card;
     }
     const badges = el("div", { class: "badges" });
-    if (rec.specific_to) badges.append(el("span", { class: "badge spec", text: "specific: " + rec.specific_to }));
-    else (rec.associated || []).forEach((l) => badges.append(el("span", { class: "badge assoc", text: "associated: " + l })));
-    (rec.flags || []).forEach((f) => badges.append(el("span", { class: "badge flag", text: typeof f === "string" ? f : JSON.stringify(f) })));
+    if (rec.specific_to) badges.append(el("span", { class: "badge b-spec", text: "specific: " + rec.specific_to }));
+    else (rec.associated || []).forEach((l) => badges.append(el("span", { class: "badge b-assoc", text: "associated: " + l })));
+    (rec.flags || []).forEach((f) => badges.append(el("span", { class: "badge b-flag", text: typeof f === "string" ? f : JSON.stringify(f) })));
     if (!rec.listed) badges.append(el("span", { class: "badge", text: "not in the card list (opened by id)" }));
     card.append(el("h2", { text: `Latent ${id}` }), badges,
       el("p", { class: "note", text: (rec.listed || []).join("; ") }),
@@ -331,7 +332,8 @@
     for (const t of toks) {
       items.push(el("li", { class: "head", text: `peak on “${t}”: ${index[t].length} latent(s)` }));
       for (const [j, n, a] of index[t].slice(0, 20)) {
-        items.push(el("li", { class: "link", "data-latent": j }, `#${j} `, el("small", { text: `${n} top example(s), max ${fmt(a, 3)}` })));
+        const why = cardWhy.has(j) ? ` · ${cardWhy.get(j).join("; ")}` : "";
+        items.push(el("li", { class: "link", "data-latent": j }, `#${j} `, el("small", { text: `${n} top example(s), max ${fmt(a, 3)}${why}` })));
       }
     }
     if (!items.length) items.push(el("li", { class: "note", text: "no latent id or peak token matches" }));
@@ -362,9 +364,9 @@
     const table = el("table", { class: "sweep" }, el("tr", {}, el("th", { text: "page" }), cols.map((c) => el("th", { text: c }))),
       (DATA.rows || []).map((r) => el("tr", {}, el("td", {}, r._page ? el("a", { href: r._page, text: "report.html" }) : "–"),
         cols.map((c) => el("td", { text: fmt(r[c]) })))));
-    const fig = DATA.frontier ? el("figure", {}, el("img", { src: "data:image/png;base64," + DATA.frontier, alt: "L0-FVU frontier" }),
-      el("figcaption", { text: "L0 vs FVU frontier" })) : null;
-    app.replaceChildren(header, el("section", { class: "box wide" }, table), fig);
+    const figs = (DATA.figures || []).map(([name, b64]) => el("figure", {},
+      el("img", { src: "data:image/png;base64," + b64, alt: name }), el("figcaption", { text: name })));
+    app.replaceChildren(header, el("section", { class: "box wide sweep-table" }, table), el("section", {}, figs));
   }
 
   function bindEvents() {
