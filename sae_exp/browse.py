@@ -1,10 +1,11 @@
 """Write (or rewrite) a finished run's feature browser page.
 
-    python -m sae_exp.browse <run dir> [--output PATH]
+    python -m sae_exp.browse <run dir> [--output PATH] [--time N]
 
 Runs write report.html themselves; this builds it from a finished run's report.json,
 features.jsonl and sae.safetensors (older runs, or a page lost or edited), and prints its path.
-A missing, failed or unfinished run dir is one line on stderr and exit code 2.
+A missing, failed or unfinished run dir is one line on stderr and exit code 2. `--time N` opens
+the page N times in headless chromium (sae_exp.report.headless) and prints each load time.
 """
 
 from __future__ import annotations
@@ -73,19 +74,43 @@ def browse(run_dir: Path, output: Path | None = None) -> Path:
     return out
 
 
+def time_page(page: Path, times: int) -> list[float]:
+    """Seconds from request to rendered page, `times` loads in one headless chromium."""
+    from sae_exp.report import headless
+
+    why = headless.missing()
+    if why:
+        raise UserError(f"--time needs a headless browser: {why}.")
+    driver = headless.open_driver()
+    try:
+        loads = [headless.load(driver, page) for _ in range(times)]
+        errors = headless.console_errors(driver)
+    finally:
+        driver.quit()
+    if errors:
+        raise DataError(f"{page} logs console errors: {errors[0]['message']}")
+    return loads
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sae_exp.browse", description=__doc__.split(
         "\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="a finished run dir")
     parser.add_argument("--output", type=Path, default=None,
                         help="where to write the page (default: <run dir>/report.html)")
+    parser.add_argument("--time", type=int, default=0, metavar="N",
+                        help="open the page N times in headless chromium; print the load times")
     args = parser.parse_args(argv)
     try:
         out = browse(args.run_dir, args.output)
+        print(out)
+        if args.time > 0:
+            loads = time_page(out, args.time)
+            print(f"{out.stat().st_size / 1e6:.2f} MB; load (s): "
+                  + " ".join(f"{t:.2f}" for t in loads))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    print(out)
     return 0
 
 

@@ -26,7 +26,7 @@ from sae_exp import compare
 from sae_exp.analysis.overlap import HIST_BINS
 from sae_exp.config import SyntheticDataConfig
 from sae_exp.data.synthetic import make_synthetic
-from sae_exp.report import html
+from sae_exp.report import headless, html
 
 PLANTED = "unless"
 WORDS = ["the", "a", "of", "it", "is", "was", "to", "and"]
@@ -186,48 +186,18 @@ def test_sweep_page_links_each_run_and_embeds_the_frontier(sweep):
 
 
 # ------------------------------------------------------------------ real browser
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-
-
-def _browser_missing() -> str | None:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install selenium)"
-    if not CHROMIUM or not DRIVER:
-        return "no chromium/chromedriver on PATH (apt-get install chromium chromium-driver)"
-    return None
-
-
 @pytest.fixture(scope="module")
 def browser():
-    why = _browser_missing()
+    why = headless.missing()
     if why:
         pytest.skip(why)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,1000"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver = headless.open_driver()
     yield driver
     driver.quit()
 
 
-def _open(driver, page: Path, timeout: float = 20.0) -> float:
-    """Load `page`; return the page's own load time (ms) once its script has rendered it."""
-    driver.get(page.resolve().as_uri())
-    end = time.time() + timeout
-    while time.time() < end:
-        if driver.execute_script("return document.body && document.body.dataset.ready"):
-            return driver.execute_script("return window.saeLoadMs")
-        time.sleep(0.05)
-    raise AssertionError(f"{page} did not render in {timeout}s: {driver.get_log('browser')}")
+def _open(driver, page: Path) -> float:
+    return headless.load(driver, page, timeout=20.0)
 
 
 def _wait(driver, script: str, timeout: float = 10.0):
@@ -240,8 +210,7 @@ def _wait(driver, script: str, timeout: float = 10.0):
     raise AssertionError(f"timed out waiting for: {script}")
 
 
-def _errors(driver) -> list[dict]:
-    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+_errors = headless.console_errors
 
 
 def test_page_loads_without_console_errors(browser, tiny_run):
@@ -310,6 +279,15 @@ def test_sweep_page_shows_the_table_figure_and_working_links(browser, sweep):
     links[1].click()
     _wait(browser, "return document.body.dataset.ready && document.getElementById('heatmap')")
     assert browser.current_url.endswith("/1/report.html") and _errors(browser) == []
+
+
+def test_browse_times_the_page_in_chromium(browser, tiny_run, tmp_path):
+    out = tmp_path / "timed.html"
+    res = run_cli("sae_exp.browse", [str(tiny_run), "--output", str(out), "--time", "2"],
+                  cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    loads = [float(x) for x in res.stdout.split("load (s):")[1].split()]
+    assert len(loads) == 2 and all(0 < t < 20 for t in loads)
 
 
 def test_screenshot_is_not_blank(browser, tiny_run):
