@@ -109,6 +109,21 @@ def test_embedded_data_matches_report(tiny_run):
             e["token_acts"] for e in r["top_examples"]]
 
 
+def test_a_page_that_cannot_be_built_costs_only_the_page(tiny_run, tmp_path, monkeypatch):
+    from sae_exp.report import writer
+
+    def broken(*args, **kwargs):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(html, "build_run_page", broken)
+    rep = {**json.loads((tiny_run / "report.json").read_text()), "latents": _records(tiny_run)}
+    writer.write_report(tmp_path, rep, [])
+    assert not (tmp_path / "report.html").exists()
+    written = json.loads((tmp_path / "report.json").read_text())
+    assert "report.html could not be built: ValueError: boom" in written["warnings"]
+    assert len(_records(tmp_path)) == len(rep["latents"])
+
+
 def test_top_examples_carry_per_token_activations(tiny_run):
     recs = _records(tiny_run)
     ex = next(e for r in recs for e in r["top_examples"])
