@@ -257,6 +257,23 @@ def test_clicking_a_latent_opens_its_card_with_coloured_tokens(browser, tiny_run
     assert _errors(browser) == []
 
 
+def test_specific_tables_sort_by_effect_q_and_density(browser, tiny_run):
+    _open(browser, tiny_run / "report.html")
+    script = ("return [...document.querySelectorAll('.spec')].map(t => [...t.querySelectorAll("
+              "'tbody tr')].map(r => [...r.children].map(c => c.textContent)))")
+    heads = browser.find_elements("css selector", ".spec table")[0].find_elements(
+        "css selector", "th")
+    assert [h.text for h in heads][:4] == ["latent", "effect (log2 ratio)", "q", "density"]
+    sizes = [len(t) for t in browser.execute_script(script)]
+    assert max(sizes) >= 2, "no label has two specific latents to sort"
+    for col, descending in [(1, True), (2, False), (3, True)]:
+        for table in browser.find_elements("css selector", ".spec table"):
+            table.find_elements("css selector", "th")[col].click()
+        for rows in browser.execute_script(script):
+            values = [float(r[col]) for r in rows]
+            assert values == sorted(values, reverse=descending)
+
+
 def test_search_finds_the_planted_token_and_keys_move_between_cards(browser, tiny_run):
     from selenium.webdriver.common.keys import Keys
 
