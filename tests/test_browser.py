@@ -322,6 +322,20 @@ def test_browse_times_the_page_in_chromium(browser, tiny_run, tmp_path):
     assert len(loads) == 2 and all(0 < t < 20 for t in loads)
 
 
+def test_flags_from_other_analyses_show_on_the_card(browser, tiny_run, tmp_path):
+    shutil.copytree(tiny_run, tmp_path / "run")
+    recs = _records(tiny_run)
+    j = next(r["id"] for r in recs if r["associated"])
+    recs[j]["flags"] = ["token-driven", "consensus 3/5 seeds"]
+    rep = json.loads((tiny_run / "report.json").read_text())
+    page = html.write_run_page(tmp_path / "run", rep, recs)
+    _open(browser, page)
+    browser.find_element("id", f"item-{j}").click()
+    _wait(browser, f"return document.querySelector('#card[data-card=\"{j}\"]')")
+    badges = [b.text for b in browser.find_elements("css selector", "#card .b-flag")]
+    assert badges == ["token-driven", "consensus 3/5 seeds"]
+
+
 def test_screenshot_is_not_blank(browser, tiny_run):
     from PIL import Image
 
