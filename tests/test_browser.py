@@ -254,6 +254,11 @@ def test_clicking_a_latent_opens_its_card_with_coloured_tokens(browser, tiny_run
     peaks = [(a, bg) for a, bg, peak, _ in shown if peak]
     assert len(peaks) == len(browser.find_elements("css selector", "#card .examples > li"))
     assert all(float(a) > 0 and bg != clear for a, bg in peaks) and len(toks) > len(peaks)
+    # firing rate per label with its interval, and the activation histogram
+    rows = browser.find_elements("css selector", "#card table.firing tr")[1:]
+    assert len(rows) == 3 and all(re.search(r"\[\d\.\d+, \d\.\d+\]", r.text) for r in rows)
+    assert len(browser.find_elements("css selector", "#card svg.hist rect")) == HIST_BINS
+    assert browser.find_elements("css selector", "#card .neighbors li[data-latent]")
     assert _errors(browser) == []
 
 
