@@ -295,13 +295,15 @@ def test_search_finds_the_planted_token_and_keys_move_between_cards(browser, tin
     box.send_keys(Keys.ESCAPE)
     cards = [int(li.get_attribute("data-latent"))
              for li in browser.find_elements("css selector", "#card-list li")]
-    browser.find_element("tag name", "body").send_keys("j")
-    _wait(browser, f"return document.querySelector('#card[data-card=\"{cards[0]}\"]')")
-    browser.find_element("tag name", "body").send_keys("j")
-    if len(cards) > 1:
-        _wait(browser, f"return document.querySelector('#card[data-card=\"{cards[1]}\"]')")
-    browser.find_element("tag name", "body").send_keys("k")
-    _wait(browser, f"return document.querySelector('#card[data-card=\"{cards[0]}\"]')")
+    assert len(cards) >= 3
+    browser.find_element("id", f"item-{cards[0]}").click()
+    body = browser.find_element("tag name", "body")
+    for key, expected_card in [("j", cards[1]), ("j", cards[2]), ("k", cards[1]),
+                               (Keys.ARROW_LEFT, cards[0]), (Keys.ARROW_RIGHT, cards[1])]:
+        body.send_keys(key)
+        _wait(browser, f"return document.querySelector('#card[data-card=\"{expected_card}\"]')")
+        assert browser.find_element("css selector", "#card-list li.active").get_attribute(
+            "data-latent") == str(expected_card)
     assert _errors(browser) == []
 
 
