@@ -23,9 +23,11 @@ import yaml
 from conftest import TINY, run_cli
 
 from sae_exp import compare
+from sae_exp.analysis import firing, overlap
 from sae_exp.analysis.overlap import HIST_BINS
 from sae_exp.config import SyntheticDataConfig
 from sae_exp.data.synthetic import make_synthetic
+from sae_exp.data.types import ActivationSet, Sentences
 from sae_exp.report import headless, html
 
 PLANTED = "unless"
@@ -137,6 +139,29 @@ def test_top_examples_carry_per_token_activations(tiny_run):
     for r in recs:  # the histogram counts every non-zero activation of the latent
         assert len(r["act_hist"]["counts"]) == HIST_BINS
         assert sum(r["act_hist"]["counts"]) == pytest.approx(r["density"] * n_rows, abs=0.5)
+
+
+def test_token_activations_follow_the_sentence_rows_in_order():
+    """Rows of a sentence need not be contiguous: tokens and activations follow row order."""
+    sents = Sentences(labels=np.array(["a", "b"]), subsets=np.array(["", ""]),
+                      splits=np.array(["train", "train"]))
+    data = ActivationSet(acts=np.zeros((5, 1), np.float32),
+                         sentence_index=np.array([0, 1, 0, 1, 0]), sentences=sents,
+                         tokens=np.array(["if", "all", "it", "dogs", "rains"], dtype=object))
+    idx = np.array([[1, 2], [1, 0], [2, 1], [2, 0], [2, 0]])
+    acts = np.array([[0.5, 0.1], [0.2, 0.0], [0.3, 0.9], [0.4, 0.0], [0.7, 0.0]], np.float32)
+    peaks = firing.sentence_peaks(idx, acts, data.sentence_index, 3)
+    ex = overlap.top_examples(peaks, data, 3, 5, idx, acts)
+    first = ex[1][0]
+    assert first["tokens"] == ["if", "it", "rains"] and first["token"] == "it"
+    assert first["token_acts"] == pytest.approx([0.5, 0.9, 0.0])
+    assert ex[2][0]["tokens"] == ["if", "it", "rains"]
+    assert ex[2][0]["token_acts"] == pytest.approx([0.1, 0.3, 0.7])
+    assert ex[2][1]["tokens"] == ["all", "dogs"]
+    assert ex[2][1]["token_acts"] == pytest.approx([0.0, 0.4])
+    vmax, counts = overlap.activation_histograms(idx, acts, 3, bins=4)
+    assert vmax.tolist() == pytest.approx([0.0, 0.9, 0.7])
+    assert counts[1].tolist() == [1, 0, 1, 1] and counts[2].tolist() == [1, 1, 1, 1]
 
 
 def test_token_index_finds_the_planted_token(tiny_run):
