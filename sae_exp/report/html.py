@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import re
 import zlib
 from importlib import resources
@@ -227,8 +228,6 @@ def build_sweep_page(title: str, columns: list[str], rows: list[dict], job_dirs:
                      out_dir: Path, figures: list[Path]) -> str:
     """The sweep page: the comparison table (one row per job, in `rows` order, with a relative
     link to each job's report.html where it has one) and the figures embedded as PNG."""
-    import os
-
     data_rows = []
     for row, job in zip(rows, job_dirs, strict=True):
         page = Path(job) / PAGE
