@@ -329,6 +329,14 @@ def test_search_finds_the_planted_token_and_keys_move_between_cards(browser, tin
         _wait(browser, f"return document.querySelector('#card[data-card=\"{expected_card}\"]')")
         assert browser.find_element("css selector", "#card-list li.active").get_attribute(
             "data-latent") == str(expected_card)
+    # a latent id opens any latent, listed or not
+    last = len(_records(tiny_run)) - 1
+    box.clear()
+    box.send_keys(f"#{last}", Keys.ENTER)
+    _wait(browser, f"return document.querySelector('#search-results li[data-latent=\"{last}\"]')")
+    browser.find_element("css selector", f'#search-results li[data-latent="{last}"]').click()
+    _wait(browser, f"return document.querySelector('#card[data-card=\"{last}\"] h2')")
+    assert browser.find_element("css selector", "#card h2").text == f"Latent {last}"
     assert _errors(browser) == []
 
 
