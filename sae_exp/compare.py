@@ -8,8 +8,9 @@ Each job dir (a child of the sweep dir holding `.hydra/`) contributes its swept 
 fvu, dead fraction), every label pair's Jaccard with its CI, probe accuracies and
 `run_info.json`'s wall time. Written atomically to the output dir (the sweep dir by default,
 the first one for several): `comparison.csv`, `comparison.md`, `figures/l0_fvu_frontier.png`,
-`figures/overlap_vs_<key>.png`. A failed job (`error.json`, or no `report.json`) is listed with
-its reason; it does not stop the comparison. With W&B on in the jobs' config (or `--wandb`),
+`figures/overlap_vs_<key>.png`, and `comparison.html` (the table with links to each job's
+report.html, the figures embedded). A failed job (`error.json`, or no `report.json`) is listed
+with its reason; it does not stop the comparison. With W&B on in the jobs' config (or `--wandb`),
 the table and figures are logged to a run with job_type "compare" in the sweep's W&B group;
 a W&B failure is a warning. When the jobs of one sweep differ only in `seed`, the seed analysis
 (`python -m sae_exp.seeds`: seeds.json, seeds.md, figures/seed_matching.png) is written too.
@@ -34,6 +35,7 @@ from pathlib import Path
 
 from sae_exp import files
 from sae_exp.errors import UserError
+from sae_exp.report.html import SWEEP_PAGE, build_sweep_page
 from sae_exp.train.metrics import objective
 
 log = logging.getLogger("sae_exp.compare")
@@ -446,9 +448,12 @@ def compare(dirs: list[Path], out_dir: Path | None = None, wandb_mode: str = "au
     md = to_markdown(columns, rows, jobs, figures, out_dir)
     files.atomic_write_text(out_dir / CSV_NAME, to_csv(columns, rows))
     files.atomic_write_text(out_dir / MD_NAME, md)
+    files.atomic_write_text(out_dir / SWEEP_PAGE, build_sweep_page(
+        f"sweep {out_dir.name}", columns, rows, [j.dir for j in jobs], out_dir, figures))
     log_to_wandb(jobs, columns, rows, figures, wandb_mode)
     result = {"jobs": jobs, "columns": columns, "rows": rows, "figures": figures,
-              "csv": out_dir / CSV_NAME, "markdown": out_dir / MD_NAME, "text": md}
+              "csv": out_dir / CSV_NAME, "markdown": out_dir / MD_NAME, "text": md,
+              "page": out_dir / SWEEP_PAGE}
     done = [j for j in jobs if j.status == "complete"]
     from sae_exp import seeds  # a sweep over seed only also gets the seed analysis
 
@@ -480,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         log.warning("%d of %d jobs have no complete report (listed above)", len(bad),
                     len(result["jobs"]))
-    print(f"wrote {result['csv']} and {result['markdown']}")
+    print(f"wrote {result['csv']}, {result['markdown']} and {result['page']}")
     return 0
 
 

@@ -111,4 +111,12 @@ DEFINITIONS: dict[str, str] = {
         "pairs (latent only in A, latent only in B) whose decoder directions have cosine >= "
         f"{NEAR_DUPLICATE_COS}: candidates for one feature split in two"
     ),
+    "token_acts": (
+        "in a top example: the latent's activation on every token of the sentence, in token "
+        "order (0 where it is not among the token's top-k); `tokens` holds the tokens"
+    ),
+    "act_hist": (
+        "histogram of the latent's non-zero activations over all rows: `counts` in equal bins "
+        "from 0 to `max`"
+    ),
 }

@@ -111,8 +111,14 @@ def _sentence_positions(sentence_index: np.ndarray) -> np.ndarray:
     return pos
 
 
-def top_examples(peaks: Peaks, data: ActivationSet, d_sae: int, n_top: int) -> list[list[dict]]:
-    """For each latent, its `n_top` sentences with the highest peak activation."""
+def top_examples(peaks: Peaks, data: ActivationSet, d_sae: int, n_top: int,
+                 top_indices: np.ndarray | None = None,
+                 top_acts: np.ndarray | None = None) -> list[list[dict]]:
+    """For each latent, its `n_top` sentences with the highest peak activation.
+
+    With the codes (`top_indices`/`top_acts` [N, k]) each example also carries the latent's
+    activation on every token of the sentence (`token_acts`, row order) and the sentence's
+    `tokens` (None when the data has none): the feature browser colours tokens by them."""
     out: list[list[dict]] = [[] for _ in range(d_sae)]
     if n_top <= 0 or len(peaks.latent) == 0:
         return out
@@ -122,9 +128,11 @@ def top_examples(peaks: Peaks, data: ActivationSet, d_sae: int, n_top: int) -> l
     rank = np.arange(len(lat)) - np.repeat(starts, np.diff(np.r_[starts, len(lat)]))
     keep = order[rank < n_top]
     sents = data.sentences
-    pos = _sentence_positions(np.asarray(data.sentence_index))
+    sent_index = np.asarray(data.sentence_index)
+    pos = _sentence_positions(sent_index)
+    rows_of = _SentenceRows(sent_index, len(sents)) if top_indices is not None else None
     for i in keep:
-        s, r = int(peaks.sentence[i]), int(peaks.row[i])
+        s, r, j = int(peaks.sentence[i]), int(peaks.row[i]), int(peaks.latent[i])
         ex = {
             "sentence": s,
             "label": str(sents.labels[s]),
@@ -137,7 +145,12 @@ def top_examples(peaks: Peaks, data: ActivationSet, d_sae: int, n_top: int) -> l
         }
         if sents.ids is not None:
             ex["sentence_id"] = int(sents.ids[s])
-        out[int(peaks.latent[i])].append(ex)
+        if rows_of is not None:
+            rows = rows_of(s)
+            hit = np.asarray(top_indices[rows]) == j
+            ex["token_acts"] = np.round((np.asarray(top_acts[rows]) * hit).sum(1), 5).tolist()
+            ex["tokens"] = None if data.tokens is None else [str(t) for t in data.tokens[rows]]
+        out[j].append(ex)
     return out
 
 
@@ -150,6 +163,33 @@ def short_text(text: str, limit: int = MAX_TEXT) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... [{len(text):,} characters]"
+
+
+class _SentenceRows:
+    """The rows of each sentence, in row order (rows of a sentence need not be contiguous)."""
+
+    def __init__(self, sentence_index: np.ndarray, n_sentences: int) -> None:
+        self.order = np.argsort(sentence_index, kind="stable")
+        self.offsets = np.r_[0, np.cumsum(np.bincount(sentence_index, minlength=n_sentences))]
+
+    def __call__(self, s: int) -> np.ndarray:
+        return self.order[self.offsets[s]:self.offsets[s + 1]]
+
+
+HIST_BINS = 24
+
+
+def activation_histograms(top_indices: np.ndarray, top_acts: np.ndarray, d_sae: int,
+                          bins: int = HIST_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """Per latent, counts of its non-zero activations in `bins` equal bins from 0 to its
+    maximum: (max [d_sae], counts [d_sae, bins]). The browser draws them as its histogram."""
+    active = top_acts > 0
+    lat, val = top_indices[active].astype(np.int64), top_acts[active].astype(np.float64)
+    vmax = np.zeros(d_sae)
+    np.maximum.at(vmax, lat, val)
+    b = np.minimum((val / np.maximum(vmax[lat], 1e-30) * bins).astype(np.int64), bins - 1)
+    counts = np.bincount(lat * bins + b, minlength=d_sae * bins).reshape(d_sae, bins)
+    return vmax, counts
 
 
 def _check_cfg(cfg: AnalysisConfig) -> None:
@@ -222,6 +262,8 @@ class Overlap:
     naive: NaiveOverlap
     probes: dict
     examples: list[list[dict]]
+    act_max: np.ndarray  # [d_sae] largest activation
+    act_hist: np.ndarray  # [d_sae, HIST_BINS] counts of non-zero activations, 0 .. act_max
     baseline_setting: str
     settings: dict
     warnings: list[str] = field(default_factory=list)
@@ -327,7 +369,9 @@ def analyze(
          for li, lab in enumerate(design.labels)},
         list(cfg.probe_k), cfg.probe_l2, dense=probe.pool_dense(data.acts, sent_idx, S))
     clock.lap("probe")
-    examples = top_examples(fire.peaks, data, d_sae, cfg.top_examples)
+    examples = top_examples(fire.peaks, data, d_sae, cfg.top_examples, top_indices,
+                            top_acts)
+    hists = activation_histograms(top_indices, top_acts, d_sae)
     clock.lap("latents")
     clock.times["total"] = time.perf_counter() - clock.t0
     log.info("overlap analysis: %d sentences, %d latents, %d labels in %.1fs (%s)", S, d_sae, L,
@@ -347,6 +391,7 @@ def analyze(
         active_entries=int(fire.active.sum()), firing_entries=int(fire.fires.sum()),
         null=null, subsamples=subs if cfg.bootstrap else None, pairs=pairs,
         naive=naive_overlap(fire.peaks, design, d_sae), probes=probes, examples=examples,
+        act_max=hists[0], act_hist=hists[1],
         baseline_setting=cfg.baseline, settings=_settings(cfg, S, N, d_sae, subs),
         warnings=warnings, timings=clock.times)
 

@@ -124,6 +124,7 @@ def latent_records(ov: Overlap) -> list[dict]:
             "associated": associated,
             "specific_to": associated[0] if n_assoc[j] == 1 else None,
             "top_examples": ov.examples[j],
+            "act_hist": {"max": rounded(ov.act_max[j]), "counts": ov.act_hist[j].tolist()},
         })
     return recs
 

@@ -1,12 +1,15 @@
-"""Writes a run's report files: report.json, features.jsonl, report.md and figures/*.png.
+"""Writes a run's report files: report.json, features.jsonl, report.md, report.html and
+figures/*.png.
 
 Every file is written atomically (temp file in the same directory, then os.replace); a figure
-that cannot be drawn is listed in the report's warnings instead of costing the run its report.
+or a page that cannot be drawn is listed in the report's warnings instead of costing the run its
+report.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -15,8 +18,11 @@ import numpy as np
 import torch
 
 from sae_exp import files
+from sae_exp.report import html
 from sae_exp.report.figures import write_figures
 from sae_exp.report.markdown import render_markdown
+
+log = logging.getLogger(__name__)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -41,7 +47,8 @@ def _jsonable(obj: Any) -> Any:
 
 
 def write_report(run_dir: Path, report: dict, history: list[dict]) -> None:
-    """Write figures/, features.jsonl, report.md and report.json (last) into `run_dir`.
+    """Write figures/, features.jsonl, report.md, report.html and report.json (last) into
+    `run_dir`.
 
     Figures come first: one that cannot be drawn is logged and listed in the report's
     warnings instead of costing the run its report."""
@@ -53,11 +60,24 @@ def write_report(run_dir: Path, report: dict, history: list[dict]) -> None:
     # per-latent records live in features.jsonl (one line each); report.json stays small
     slim = {k: v for k, v in rep.items() if k != "latents"}
     slim["features_file"] = files.FEATURES
+    page = _page(run_dir, slim, rep.get("latents", []))
     text = json.dumps(slim, indent=1, allow_nan=False) + "\n"
     lines = [json.dumps(rec, allow_nan=False) for rec in rep.get("latents", [])]
     files.atomic_write_text(run_dir / files.FEATURES, "\n".join(lines) + ("\n" if lines else ""))
     files.atomic_write_text(run_dir / files.REPORT_MD, render_markdown(rep, figure_paths(run_dir)))
+    if page is not None:
+        files.atomic_write_text(run_dir / html.PAGE, page)
     files.atomic_write_text(run_dir / files.REPORT_JSON, text)  # last: never without the others
+
+
+def _page(run_dir: Path, slim: dict, latents: list[dict]) -> str | None:
+    """report.html's text, or None (and a warning in `slim`) when it cannot be built."""
+    try:
+        return html.build_run_page(run_dir, slim, latents, html.load_decoder(run_dir))
+    except Exception as e:  # the page is a view of the report: it never costs the run its report
+        log.warning("report.html could not be built: %s: %s", type(e).__name__, e)
+        slim["warnings"].append(f"report.html could not be built: {type(e).__name__}: {e}")
+        return None
 
 
 def figure_paths(run_dir: Path) -> list[Path]:
