@@ -250,7 +250,7 @@ def histogram(cosines: dict[str, np.ndarray], names: list[str], threshold: float
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    files.atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+    files.atomic_write_bytes(path, buf.getvalue())
 
 
 def log_to_wandb(runs: list[Job], res: dict, figure: Path, mode: str) -> str:

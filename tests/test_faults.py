@@ -210,6 +210,7 @@ ALLOWED_WRITES = {
     ("compare.py", "Path(tmp).write_bytes"): "the temp file of files.atomic_write",
     ("figures.py", "fig.savefig(buf"): "into memory; written with files.atomic_write_bytes",
     ("calibrate.py", "fig.savefig(tmp"): "the temp file of files.atomic_write",
+    ("seeds.py", "fig.savefig(buf"): "into memory; written with files.atomic_write_bytes",
     ("bench.py", "open(path, \"wb\")"): "bench's scratch activation file, not a run's",
     ("bench.py", "write_text(\"5\")"): "/proc/self/clear_refs (a kernel control, not a file)",
     ("make_logic_corpus.py", "open(out, \"w\""): "a developer script that regenerates the corpus",
