@@ -230,3 +230,51 @@ def test_init_from_is_validated(tmp_path):
     cfg.resume = str(tmp_path)
     with pytest.raises(ConfigError, match="resume"):
         validate(cfg)
+
+
+def test_bench_peers_without_the_libraries_says_how_to_install(monkeypatch, capsys):
+    from sae_exp import bench_peers
+
+    monkeypatch.setattr(bench_peers, "installed", lambda: {})
+    assert bench_peers.run_peers(quick=True)["status"] == "missing"
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "pip install -e '.[peers]'" in out
+
+
+def test_bench_peers_quick(capsys):
+    pytest.importorskip("sae_lens", reason=NEED_SAELENS)
+    pytest.importorskip("sparsify", reason=NEED_SPARSIFY)
+    from sae_exp import bench
+
+    res = bench.main(["--peers-quick", "--threads", "1"])["peers"]
+    printed = capsys.readouterr().out
+    assert res["status"] == "ok" and set(res["versions"]) >= {"saelens", "sparsify"}
+    names = {"floor", "ours", "sparsify", "saelens", "saelens_sparse"}
+    assert set(res["speed"]) == names and all(n in printed for n in names)
+    for name, r in res["speed"].items():
+        assert len(r["times"]) == 2 and r["min_s"] <= r["median_s"] <= r["max_s"], name
+        if r["ours_faster"] is not None:  # paired per round: peer time / our time
+            ours = res["speed"]["ours"]["times"]
+            ratios = sorted(p / q for p, q in zip(r["times"], ours, strict=True))
+            assert r["ours_faster"] == pytest.approx(sum(ratios) / 2)
+    gt = res["ground_truth"]
+    assert set(gt) == {"ours", "sparsify", "saelens"}
+    for r in gt.values():
+        assert 0 <= r["fvu"] < 1.5 and 0 <= r["dead"] <= 1 and 0 <= r["recovery"] <= 1
+    assert "held-out FVU" in printed and "recovery" in printed
+
+
+def test_recovery_counts_true_features():
+    """The ground-truth metric itself: the true dictionary recovers everything, noise little."""
+    from sae_exp.bench_peers import Impl, evaluate, ground_truth
+
+    X, truth = ground_truth(16, 32, 2, 512, seed=0)
+    assert X.shape == (512, 16)
+
+    def encode(x):
+        return x, torch.ones(len(x), 32, dtype=torch.bool)
+
+    perfect = evaluate(Impl("t", None, encode, lambda: truth), X, truth)
+    assert perfect["recovery"] == 1.0 and perfect["fvu"] == 0.0 and perfect["dead"] == 0.0
+    noise = evaluate(Impl("n", None, encode, lambda: torch.randn(64, 16)), X, truth)
+    assert noise["recovery"] < 0.2
