@@ -23,8 +23,10 @@ sentence-level train/test split), or `--peers-quick` small sizes for tests.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
+import io
 import statistics
 import time
 from dataclasses import dataclass
@@ -95,7 +97,8 @@ def _ours(d_in: int, d_sae: int, k: int, steps: int, bench_step: bool) -> Impl:
 
 
 def _sparsify(d_in: int, d_sae: int, k: int) -> Impl:
-    from sparsify import SparseCoder, SparseCoderConfig
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints "Triton not installed" on import
+        from sparsify import SparseCoder, SparseCoderConfig
 
     sae = SparseCoder(d_in, SparseCoderConfig(num_latents=d_sae, k=k))
     opt, _ = make_adam(sae.parameters(), lr=LR)
