@@ -40,10 +40,10 @@ PEERS = {"sparsify": ("sparsify", "eai-sparsify"), "saelens": ("sae_lens", "sae-
 INSTALL_HINT = ("SAELens and sparsify are not installed: pip install -e '.[peers]' "
                 "(sae-lens, eai-sparsify) to time and train them beside ours.")
 SIZES = {  # speed case; ground-truth set; real-activation training
-    "default": {"speed": dict(d_in=768, d_sae=16384, k=32, batch=4096), "rounds": 5,
+    "default": {"speed": dict(d_in=768, d_sae=16384, k=32, batch=4096), "rounds": 3,
                 "gt": dict(d_in=128, n_feat=512, l0=8, d_sae=1024, k=8, batch=1024, steps=400,
                            n_test=4096),
-                "real": dict(d_sae=2048, k=32, batch=4096, steps=260)},
+                "real": dict(d_sae=2048, k=32, batch=4096, steps=100)},
     "quick": {"speed": dict(d_in=32, d_sae=128, k=4, batch=64), "rounds": 2,
               "gt": dict(d_in=16, n_feat=32, l0=2, d_sae=64, k=2, batch=128, steps=30,
                          n_test=256),
