@@ -45,7 +45,7 @@ def export_run(run_dir: Path, to: str, out_dir: Path) -> list[Path]:
                         "directory (nothing was changed).")
     sae, cfg = files.load_sae(run_dir)
     meta = {"sae_exp_run": str(Path(run_dir).resolve()),
-            "sae_exp_trained_steps": cfg.get("trained_steps")}
+            "sae_exp_trained_steps": cfg.get("trained_steps"), "sae_exp_data": cfg.get("data")}
     return export_sae(sae, run_normalizer(run_dir, cfg), out_dir, to, meta)
 
 

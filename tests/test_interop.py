@@ -278,3 +278,15 @@ def test_recovery_counts_true_features():
     assert perfect["recovery"] == 1.0 and perfect["fvu"] == 0.0 and perfect["dead"] == 0.0
     noise = evaluate(Impl("n", None, encode, lambda: torch.randn(64, 16)), X, truth)
     assert noise["recovery"] < 0.2
+
+
+def test_pre_6_saelens_topk_config_is_read(tmp_path):
+    """SAELens < 6 wrote top-k as activation_fn_str='topk' + activation_fn_kwargs.k."""
+    sae = _our_sae()
+    export_sae(sae, Normalizer("none"), tmp_path, "saelens")
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    old = {k: v for k, v in cfg.items() if k not in ("architecture", "k", "metadata")}
+    (tmp_path / "cfg.json").write_text(json.dumps(
+        {**old, "activation_fn_str": "topk", "activation_fn_kwargs": {"k": K}}))
+    back = import_sae(tmp_path)
+    assert back.sae.kind == "topk" and back.sae.k == K

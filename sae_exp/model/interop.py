@@ -180,7 +180,10 @@ def _field(cfg: dict, key: str, path: Path):
 
 def _from_saelens(path: Path) -> Imported:
     cfg = _read_cfg(path)
-    arch = cfg.get("architecture", "standard")  # SAELens' own default for old configs
+    arch = cfg.get("architecture", "standard")  # SAELens' own default for pre-6.0 configs
+    if "architecture" not in cfg and cfg.get("activation_fn_str", cfg.get("activation_fn")) \
+            == "topk":  # pre-6.0 top-k: k sits in activation_fn_kwargs (as SAELens reads it)
+        arch, cfg["k"] = "topk", (cfg.get("activation_fn_kwargs") or {}).get("k")
     norm = cfg.get("normalize_activations", "none")
     if norm not in ("none", None):
         raise ConfigError(f"{path}: SAELens normalize_activations={norm!r} is applied inside "
@@ -201,7 +204,9 @@ def _from_saelens(path: Path) -> Imported:
     kind = kinds[arch]
     if kind == "batchtopk":
         t["threshold"] = _shared_threshold(path, t.get("threshold"), d_sae)
-    k = int(cfg.get("k", 1)) if kind == "topk" else 1
+    k = _field(cfg, "k", path) if kind == "topk" else 1
+    if not isinstance(k, int) or k < 1:
+        raise DataError(f"{path / CFG}: k={k!r} should be an integer >= 1.")
     sae = SAE(d_in, d_sae, kind=kind, k=k, center_input=bool(cfg.get("apply_b_dec_to_input",
                                                                      True)))
     sae.load_tensors({n: v.float() for n, v in t.items()})
