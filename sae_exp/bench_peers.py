@@ -263,7 +263,7 @@ def _minilm() -> tuple[torch.Tensor, torch.Tensor]:
     from sae_exp.data.sources import load_activations
 
     data = load_activations(ModelDataConfig(), seed=0)
-    acts = torch.as_tensor(np.asarray(data.acts), dtype=torch.float32)
+    acts = torch.from_numpy(np.array(data.acts, dtype=np.float32))  # a copy: the cache is read-only
     train, test = (torch.as_tensor(data.row_mask(s)) for s in ("train", "test"))
     return acts[train], acts[test]
 
