@@ -26,8 +26,9 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from sae_exp import files
 from sae_exp.data.normalize import Normalizer
 from sae_exp.errors import ConfigError, DataError
 from sae_exp.model.sae import SAE
@@ -88,8 +89,9 @@ def export_sae(sae: SAE, norm: Normalizer, out_dir: Path, to: str,
         w_path = out_dir / SPARSIFY_WEIGHTS
     out_dir.mkdir(parents=True, exist_ok=True)
     # sparsify's loader prints every unknown cfg.json field: our notes go in the weights' header
-    save_file(weights, str(w_path), metadata={k: json.dumps(v) for k, v in note.items()})
-    (out_dir / CFG).write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    files.atomic_save_safetensors(w_path, weights,
+                                  metadata={k: json.dumps(v) for k, v in note.items()})
+    files.atomic_write_json(out_dir / CFG, cfg)
     return [w_path, out_dir / CFG]
 
 
@@ -139,8 +141,6 @@ def import_sae(path: Path, d_in: int | None = None) -> Imported:
     path = Path(path)
     layout = detect_layout(path)
     if layout == "sae_exp":
-        from sae_exp import files
-
         sae, cfg = files.load_sae(path)
         imp = Imported(sae, layout, {"normalize": cfg.get("normalize", {"kind": "none"})})
     elif layout == "saelens":
