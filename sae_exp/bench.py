@@ -3,6 +3,7 @@
     python -m sae_exp.bench [--grid small|full] [--quick] [--json PATH] [--device cpu|cuda]
                             [--autocast none|bf16] [--threads N]
     python -m sae_exp.bench --stream [--stream-gb 2] [--stream-d-sae 4096] [--stream-steps N]
+    python -m sae_exp.bench --peers [--peers-quick] [--threads N]   (SAELens, sparsify: bench_peers)
 
 For each (d_in, d_sae, k, batch) it times one training step of:
   notebook  the seed notebook's SparseSAE and step, ported faithfully (`notebook_port`): dense
@@ -541,6 +542,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stream-d-sae", type=int, default=4096)
     p.add_argument("--stream-k", type=int, default=32)
     p.add_argument("--stream-steps", type=int, default=None, help="default: one full epoch")
+    p.add_argument("--peers", action="store_true",
+                   help="time and train SAELens and sparsify beside ours (bench_peers)")
+    p.add_argument("--peers-quick", action="store_true", help="--peers at tiny sizes (tests)")
+    p.add_argument("--peers-rounds", type=int, help="timed rounds of --peers (default 3)")
+    p.add_argument("--peers-steps", type=int,
+                   help="training steps on the MiniLM activations (default 100; the issue's "
+                        "comparison used 260)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -576,7 +584,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     result: dict = {"hardware": hardware(device)}
-    if args.stream:
+    if args.peers or args.peers_quick:
+        from sae_exp.bench_peers import run_peers
+
+        result["peers"] = run_peers(args.peers_quick, args.peers_rounds, args.peers_steps)
+    elif args.stream:
         result["stream"] = stream_bench(args)
         print(json.dumps(result["hardware"]))
         print(format_stream(result["stream"]))

@@ -37,6 +37,7 @@ class ModelConfig:
     decoder_impl: str = "sparse"  # sparse | dense (equal within float tolerance)
     normalize_decoder: bool = True  # unit-norm rows of W_dec after every step
     center_input: bool = True  # subtract b_dec before encoding (b_dec starts at the data mean)
+    init_from: str | None = None  # a SAELens/sparsify/sae_exp SAE dir: analyse it, no training
 
 
 @dataclass
@@ -261,6 +262,17 @@ def _finite(obj: Any, prefix: str) -> None:
                 raise ConfigError(f"{key}={value!r} is invalid: use a finite number.")
 
 
+def _check_init_from(path: str | None, resume: str | None) -> None:
+    if path is None:
+        return
+    from pathlib import Path
+
+    _check(Path(path, "cfg.json").is_file(), "model.init_from", path,
+           "give a SAELens, sparsify or sae_exp SAE directory (with cfg.json), or null")
+    _check(resume is None, "model.init_from", path, "it skips training, so it cannot be "
+           "combined with resume; drop one of them")
+
+
 def validate(cfg: Config) -> None:
     """Check values that types cannot express. Raises ConfigError naming key, value and fix."""
     _finite(cfg, "")
@@ -270,6 +282,7 @@ def validate(cfg: Config) -> None:
     _one_of("model.decoder_impl", m.decoder_impl, DECODER_IMPLS)
     _check(m.init_gain > 0, "model.init_gain", m.init_gain, "use a value > 0")
     _one_of("sparsity.kind", s.kind, SPARSITY_KINDS)
+    _check_init_from(m.init_from, cfg.resume)
     if s.kind != "relu_l1":
         _check(
             1 <= s.top_k <= m.hidden_dim,

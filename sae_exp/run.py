@@ -139,6 +139,7 @@ class Fitted:
     trainer: Trainer
     incomplete: bool  # stopped by a signal before the last step
     stop: _StopSignals
+    origin: dict | None = None  # model.init_from: where the SAE came from (no training)
 
 
 def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
@@ -286,6 +287,8 @@ def _tracker(cfg: Config, run_dir: Path, config_dict: dict | None, main_rank: bo
 def fit(cfg: Config, prepared: Prepared, run_dir: Path, device: torch.device, ctx,
         tracker: Tracker) -> Fitted:
     """Training stage: build the SAE, train it (or resume), stop cleanly on signals."""
+    if cfg.model.init_from:
+        return _imported(cfg, prepared, device, ctx)
     seed_everything(cfg.seed)
     sae = build_sae(cfg, prepared.data.d_in).to(device)
     trainer = Trainer(sae, cfg.optimizer, cfg.sparsity, cfg.trainer, device,
@@ -320,6 +323,21 @@ def fit(cfg: Config, prepared: Prepared, run_dir: Path, device: torch.device, ct
         ctx.average_buffers(sae)
         ctx.close()
     return Fitted(sae, trainer, incomplete, stop)
+
+
+def _imported(cfg: Config, prepared: Prepared, device: torch.device, ctx) -> Fitted:
+    """`model.init_from`: a SAELens, sparsify or sae_exp SAE, analysed as it is (no training)."""
+    from sae_exp.model.interop import import_sae
+
+    imp = import_sae(Path(cfg.model.init_from), d_in=prepared.data.d_in)
+    log.info("model.init_from: %s SAE from %s (d_sae %d, %s, k %d); training skipped",
+             imp.layout, cfg.model.init_from, imp.sae.d_sae, imp.sae.kind, imp.sae.k)
+    if ctx is not None:
+        ctx.close()
+    sae = imp.sae.to(device)
+    trainer = Trainer(sae, cfg.optimizer, cfg.sparsity, cfg.trainer, device)
+    return Fitted(sae, trainer, False, _StopSignals(trainer), {"init_from": {
+        "path": str(Path(cfg.model.init_from).resolve()), "layout": imp.layout, **imp.notes}})
 
 
 def _train(trainer: Trainer, stream: RowStream, cfg: Config, run_dir: Path, ctx,
@@ -358,7 +376,7 @@ def save_trained(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path)
     files.save_sae(run_dir, sae, {
         "normalize": prepared.norm.to_json(),
         "data": {k: v for k, v in data.meta.items() if isinstance(v, (str, int, float, bool))},
-        "trained_steps": fitted.trainer.state.step,
+        "trained_steps": fitted.trainer.state.step, **(fitted.origin or {}),
     })
     if prepared.norm.mean is not None:
         files.atomic_save_safetensors(run_dir / files.NORMALIZATION,
@@ -381,8 +399,8 @@ def analyse(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path,
     rep["metrics"] = quality
     rep["run"] = {
         "name": cfg.name, "dir": str(run_dir), "incomplete": fitted.incomplete,
-        "d_in": data.d_in, "d_sae": sae.d_sae, "top_k": cfg.sparsity.top_k,
-        "kind": cfg.sparsity.kind, "steps": fitted.trainer.state.step,
+        "d_in": data.d_in, "d_sae": sae.d_sae, "top_k": sae.k, "kind": sae.kind,
+        "steps": fitted.trainer.state.step, **(fitted.origin or {}),
     }
     rep["incomplete"] = fitted.incomplete
     if data.planted is not None:
