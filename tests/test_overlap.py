@@ -271,8 +271,9 @@ def test_overlap_properties_on_random_codes(seed, n_sent, d_sae, k, n_labels, ma
     N = len(sent_idx)
     idx = rng.integers(0, d_sae, size=(N, k))
     acts = (rng.exponential(size=(N, k)) * (rng.random((N, k)) < 0.7)).astype(np.float32)
-    sents = Sentences(labels=labels, subsets=np.array([""] * n_sent),
-                      splits=np.where(rng.random(n_sent) < 0.3, "test", "train"))
+    splits = np.where(rng.random(n_sent) < 0.3, "test", "train")
+    splits[0] = "train"  # no train sentence is refused with a DataError (tested elsewhere)
+    sents = Sentences(labels=labels, subsets=np.array([""] * n_sent), splits=splits)
     data = ActivationSet(np.zeros((N, 1), np.float32), sent_idx, sents)
     rep = analyze_report(idx, acts, data, d_sae, AnalysisConfig(bootstrap=8, permutations=8,
                                                                  probe_k=[1, 2]))
