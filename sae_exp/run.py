@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sae_exp import files, report
-from sae_exp.analysis import association, overlap
+from sae_exp.analysis import association, overlap, recovery
 from sae_exp.config import DATA_SCHEMAS, Config, register_configs, validate
 from sae_exp.data.normalize import NormalizedRows, Normalizer, fit_normalizer
 from sae_exp.data.sources import load_activations
@@ -70,7 +70,8 @@ def seed_everything(seed: int) -> None:
 def build_sae(cfg: Config, d_in: int) -> SAE:
     m, s = cfg.model, cfg.sparsity
     return SAE(d_in, m.hidden_dim, kind=s.kind, k=s.top_k, tied=m.tied, init_gain=m.init_gain,
-               decoder_impl=m.decoder_impl, center_input=m.center_input)
+               decoder_impl=m.decoder_impl, center_input=m.center_input,
+               encoder_init=m.encoder_init)
 
 
 def _check_data(data, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -302,6 +303,9 @@ def analyse(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path,
     rep["incomplete"] = fitted.incomplete
     if data.planted is not None:
         rep["planted"] = {"jaccard": data.planted["jaccard"]}
+        if "kind" in data.planted:  # a ground-truth benchmark: how much of the dictionary came back
+            rep["recovery"] = recovery.evaluate(sae.W_dec.detach().cpu().numpy(),
+                                                data.planted, quality, rep.get("categories"))
     return rep
 
 

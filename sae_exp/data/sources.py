@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from sae_exp.corpora import shipped_corpus_path
-from sae_exp.data import cache
+from sae_exp.data import cache, ground_truth
 from sae_exp.data.corpus import SPLITS, load_corpus, stratified_split
 from sae_exp.data.types import ActivationSet, Sentences
 from sae_exp.errors import DataError
@@ -110,6 +110,9 @@ def _from_file(cfg, seed: int) -> ActivationSet:
                             f"{', '.join(fields) or '(none)'}.")
         acts, files = fields.pop("activations"), [p]
     aset = assemble(str(p), acts, fields, cfg.test_fraction, seed)
+    aset.planted = ground_truth.load_truth(p)  # a ground-truth benchmark's known dictionary
+    if aset.planted is not None:
+        files = [*files, ground_truth.truth_path(p)]
     aset.fingerprint = _hash_files(files)
     aset.meta = {"source": "file", "path": str(p), "files": [f.name for f in files]}
     return aset
