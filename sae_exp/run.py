@@ -186,6 +186,8 @@ def _setup(cfg: Config) -> tuple[torch.device, distributed.DistContext | None]:
         torch.set_num_threads(cfg.trainer.num_threads)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.trainer.device)
+    if cfg.trainer.ddp is not False:
+        distributed.check_sparsity(cfg.sparsity.kind, distributed.env_world_size())
     ctx = distributed.setup(cfg.trainer.ddp, device)  # None unless under torchrun (DDP)
     if ctx is not None:
         device = ctx.device(device)

@@ -38,6 +38,12 @@ BENCH_OVERRIDES = [
 
 def parse_spec(gt_overrides: list[str]) -> ground_truth.GroundTruthSpec:
     """`gt.key=value` overrides -> a checked GroundTruthSpec (unknown keys and types fail)."""
+    known = set(ground_truth.GroundTruthSpec.__dataclass_fields__)
+    for o in gt_overrides:
+        key = o.split("=", 1)[0]
+        if key.removeprefix("gt.") not in known:
+            raise ConfigError(f"{key} is not a ground-truth key: use gt.<one of "
+                              f"{', '.join(sorted(known))}>.")
     try:
         base = OmegaConf.structured(ground_truth.GroundTruthSpec)
         merged = OmegaConf.merge(base, OmegaConf.from_dotlist(

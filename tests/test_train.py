@@ -32,7 +32,7 @@ def test_recovers_planted_directions():
     planted = data.planted["directions"]  # [n_features, d_in], unit norm
     best_cos = (planted @ sae.W_dec.detach().numpy().T).max(axis=1)
     assert (best_cos > 0.9).mean() >= 0.85, np.sort(best_cos)[:8]
-    assert history[-1]["fvu"] < 0.15
+    assert history[-1]["batch_fvu"] < 0.15
 
 
 def test_same_seed_same_weights_and_metrics():
@@ -51,7 +51,7 @@ def test_auxk_revives_dead_latents():
                                               n_shared=2, n_common=6, features_per_token=2))
     _, with_aux = _train(data, epochs=40, k=2, d_sae=64, aux_coeff=1 / 32)
     _, without = _train(data, epochs=40, k=2, d_sae=64, aux_coeff=0.0)
-    assert with_aux[-1]["dead_fraction"] < without[-1]["dead_fraction"]
+    assert with_aux[-1]["auxk_dead_fraction"] < without[-1]["auxk_dead_fraction"]
 
 
 def test_dead_topk_equals_a_masked_topk():

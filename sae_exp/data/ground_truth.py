@@ -42,7 +42,7 @@ class GroundTruthSpec:
     n_specific: int = 8  # per label
     n_shared: int = 4  # between the first two labels
     specific_freq: float = 0.01  # over all rows (specific and shared features)
-    n_background: int = 192
+    n_background: int = 320
     freq_min: float = 0.002
     freq_max: float = 0.05
     freq_exponent: float = 0.5  # background frequency density ~ f^-exponent
@@ -122,6 +122,7 @@ def generate(spec: GroundTruthSpec) -> tuple[dict[str, np.ndarray], dict[str, np
         "member": member,
         "labels": np.asarray(spec.labels).astype(str),
         "true_l0": np.asarray(fires.sum(1).mean()),
+        "fires": fires,  # [rows, features]; not written to the truth file (its size)
     }
     return fields, truth
 
@@ -133,7 +134,7 @@ def write(spec: GroundTruthSpec, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, **fields)
-    np.savez(truth_path(path), **truth)
+    np.savez(truth_path(path), **{k: v for k, v in truth.items() if k != "fires"})
     tmp.replace(path)  # the data file appears last: a data file always has its truth
     return path
 
