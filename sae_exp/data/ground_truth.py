@@ -65,7 +65,8 @@ def background_frequencies(n: int, fmin: float, fmax: float, exponent: float) ->
 
 def feature_table(spec: GroundTruthSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per feature: overall frequency, kind (index into KINDS) and a bool [n_features, n_labels]
-    of the labels whose rows it can fire in. Order: specific (label by label), shared, background."""
+    of the labels whose rows it can fire in.
+    Order: specific (label by label), shared, background."""
     n_lab = len(spec.labels)
     n_spec, n_sh = spec.n_specific * n_lab, spec.n_shared
     n = n_spec + n_sh + spec.n_background

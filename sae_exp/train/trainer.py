@@ -228,7 +228,8 @@ class Trainer:
             metrics = self.dist.mean_metrics(metrics)
         row = {"step": self.state.step, "epoch": epoch, **metrics, "auxk_dead_fraction": dead}
         self.state.history.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.4g}", batch_fvu=f"{row['batch_fvu']:.3f}", l0=f"{row['l0']:.1f}")
+        bar.set_postfix(loss=f"{row['loss']:.4g}", batch_fvu=f"{row['batch_fvu']:.3f}",
+                        l0=f"{row['l0']:.1f}")
         if self.on_log is not None:
             self.on_log(row)
 
