@@ -22,7 +22,6 @@ NORMALIZATIONS = ("none", "mean_center", "unit_norm", "scale_to_sqrt_d")
 POOLINGS = ("token", "mean")
 WANDB_MODES = ("online", "offline", "disabled")
 SCHEDULES = ("linear_decay", "cosine", "constant")
-ENCODER_INITS = ("transpose", "xavier")
 DEVICES = ("auto", "cpu", "cuda")
 AUTOCAST = ("none", "bf16")
 
@@ -31,8 +30,7 @@ AUTOCAST = ("none", "bf16")
 class ModelConfig:
     hidden_dim: int = 2048  # d_sae
     tied: bool = False  # True: W_dec is W_enc^T, one shared parameter
-    init_gain: float = 1.0  # scale of the initial W_enc (notebook: 0.1)
-    encoder_init: str = "transpose"  # transpose: W_enc = init_gain * W_dec^T | xavier (notebook)
+    init_gain: float = 1.0  # xavier-uniform gain of W_enc (notebook: 0.1; README: the benchmark)
     decoder_impl: str = "sparse"  # sparse | dense (equal within float tolerance)
     normalize_decoder: bool = True  # unit-norm rows of W_dec after every step
     center_input: bool = True  # subtract b_dec before encoding (b_dec starts at the data mean)
@@ -215,7 +213,6 @@ def validate(cfg: Config) -> None:
     _check(m.hidden_dim >= 1, "model.hidden_dim", m.hidden_dim, "use an integer >= 1")
     _one_of("model.decoder_impl", m.decoder_impl, DECODER_IMPLS)
     _check(m.init_gain > 0, "model.init_gain", m.init_gain, "use a value > 0")
-    _one_of("model.encoder_init", m.encoder_init, ENCODER_INITS)
     _one_of("sparsity.kind", s.kind, SPARSITY_KINDS)
     if s.kind != "relu_l1":
         _check(

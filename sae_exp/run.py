@@ -70,8 +70,7 @@ def seed_everything(seed: int) -> None:
 def build_sae(cfg: Config, d_in: int) -> SAE:
     m, s = cfg.model, cfg.sparsity
     return SAE(d_in, m.hidden_dim, kind=s.kind, k=s.top_k, tied=m.tied, init_gain=m.init_gain,
-               decoder_impl=m.decoder_impl, center_input=m.center_input,
-               encoder_init=m.encoder_init)
+               decoder_impl=m.decoder_impl, center_input=m.center_input)
 
 
 def _check_data(data, cfg: Config) -> tuple[np.ndarray, np.ndarray]:

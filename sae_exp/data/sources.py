@@ -17,7 +17,10 @@ File source, `data.path=`:
   natural name order (acts_2 before acts_10) and stacked along rows, plus `meta.npz` or
   `meta.json` holding the other keys above for all rows. One `.npy` shard stays memory-mapped;
   several are stacked in memory, so for data larger than RAM write one `acts_0.npy`.
-The fingerprint of a file source is the sha256 of its files' contents.
+A truth file beside the data (`<name>.truth.npz`, or `truth.npz` in a shard dir; written by
+`ground_truth.write`) makes it a ground-truth benchmark: the known dictionary becomes the set's
+`planted` and the report gains a recovery section.
+The fingerprint of a file source is the sha256 of its files' contents (the truth file included).
 """
 
 from __future__ import annotations

@@ -51,7 +51,6 @@ class SAE(nn.Module):
         init_gain: float = 1.0,
         decoder_impl: str = "sparse",
         center_input: bool = True,
-        encoder_init: str = "transpose",
     ) -> None:
         super().__init__()
         self.d_in, self.d_sae, self.kind, self.k = d_in, d_sae, kind, k
@@ -61,7 +60,8 @@ class SAE(nn.Module):
         # the parameter's own layout (no transpose copy of a d_in x d_sae matrix every step), and
         # a tied W_dec = W_enc.t() is row-major, so decoder row gathers are contiguous. Matmuls
         # with W_enc cost the same either way; saved files are row-major (`state_for_save`).
-        w_init = self._initial_encoder(d_in, d_sae, init_gain, encoder_init)
+        w_init = torch.empty(d_in, d_sae)
+        nn.init.xavier_uniform_(w_init, gain=init_gain)  # same values as a row-major init
         self.W_enc = nn.Parameter(torch.empty(d_sae, d_in).t().copy_(w_init))
         self.b_enc = nn.Parameter(torch.zeros(d_sae))
         self.b_dec = nn.Parameter(torch.zeros(d_in))
@@ -75,18 +75,6 @@ class SAE(nn.Module):
             )
         # batchtopk: inference threshold, a running mean of the smallest selected activation.
         self.register_buffer("threshold", torch.zeros(()))
-
-    @staticmethod
-    def _initial_encoder(d_in: int, d_sae: int, gain: float, scheme: str) -> Tensor:
-        """[d_in, d_sae] starting W_enc. `transpose`: gain x the transpose of a decoder with
-        random unit rows (Gao et al. 2024; measured on the ground-truth benchmark, README);
-        `xavier`: xavier-uniform with this gain (the seed notebook, gain 0.1). W_dec starts as
-        the normalised transpose either way."""
-        w = torch.empty(d_in, d_sae)
-        if scheme == "xavier":
-            return nn.init.xavier_uniform_(w, gain=gain)  # same values as a row-major init
-        nn.init.normal_(w)
-        return w / w.norm(dim=0, keepdim=True).clamp_min(1e-8) * gain
 
     @property
     def W_dec(self) -> Tensor:
