@@ -6,11 +6,12 @@
     recovery per frequency bucket  = recovered share among features of that firing frequency
     dead_fraction / fvu            = the report's (latents active on no row; held-out FVU)
 
-The report's label-specific latents are matched to planted specific features: a latent's match
-is the true feature its decoder row is closest to, when that cosine exceeds RECOVERED_COS.
-precision = reported specific latents of a label matched to one of that label's planted specific
-features / reported specific latents; recall = planted specific features of the label matched by
-at least one reported specific latent / planted specific features.
+The report's label-specific latents are matched to planted specific features.
+precision = share of a label's reported specific latents whose decoder row is closest to one of
+that label's planted specific features (cosine > ATTRIBUTED_COS: mostly that direction; a
+partial second copy of a feature, as top-k at 2x the true L0 makes, is attributed correctly,
+not counted as a false latent); recall = share of the label's planted specific features that a
+reported specific latent recovers (cosine > RECOVERED_COS).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 RECOVERED_COS = 0.9
+ATTRIBUTED_COS = 0.5
 BUCKET_EDGES = (0.005, 0.01, 0.02)  # firing frequency buckets: <0.5%, 0.5-1%, 1-2%, >=2%
 
 
@@ -48,14 +50,13 @@ def by_bucket(freq: np.ndarray, recovered: np.ndarray, best: np.ndarray) -> list
 
 def match_specific(cos: np.ndarray, planted: dict, categories: dict) -> dict:
     """Precision and recall of each label's reported specific latents against planted ones."""
-    best_feat = cos.argmax(1)
-    matched = cos.max(1) > RECOVERED_COS
+    best_feat, best = cos.argmax(1), cos.max(1)
     out = {}
     for label, true_ids in planted["specific"].items():
         reported = [int(i) for i in (categories.get(label) or {}).get("specific", [])]
         true_set = set(int(i) for i in true_ids)
-        hits = [i for i in reported if matched[i] and int(best_feat[i]) in true_set]
-        found = {int(best_feat[i]) for i in hits}
+        hits = [i for i in reported if best[i] > ATTRIBUTED_COS and int(best_feat[i]) in true_set]
+        found = {int(best_feat[i]) for i in hits if best[i] > RECOVERED_COS}
         out[label] = {"n_reported": len(reported), "n_planted": len(true_set),
                       "precision": len(hits) / len(reported) if reported else 0.0,
                       "recall": len(found) / len(true_set) if true_set else 1.0}

@@ -143,9 +143,9 @@ RECOVERY_DEFINITIONS: dict[str, str] = {
     "n_reported": "latents the report calls specific to the label",
     "n_planted": "features planted as specific to the label",
     "precision": ("share of the reported specific latents whose closest true feature (cosine > "
-                  "0.9) is one of the label's planted specific features"),
-    "recall": ("share of the label's planted specific features matched by a reported specific "
-               "latent"),
+                  "0.5) is one of the label's planted specific features"),
+    "recall": ("share of the label's planted specific features recovered (cosine > 0.9) by a "
+               "reported specific latent"),
 }
 
 
