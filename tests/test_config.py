@@ -77,6 +77,8 @@ def test_each_data_source_has_its_schema(source):
         ("data.pooling=max", "data.pooling"),
         ("data.normalize=zscore", "data.normalize"),
         ("model.decoder_impl=triton", "model.decoder_impl"),
+        ("optimizer.decay_fraction=0", "optimizer.decay_fraction"),
+        ("optimizer.schedule=step", "optimizer.schedule"),
     ],
 )
 def test_invalid_values_name_key_value_and_allowed(override, key):
