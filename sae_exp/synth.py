@@ -14,7 +14,6 @@ measures the notebook's.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from sae_exp import files
 from sae_exp.analysis import recovery
 from sae_exp.data import ground_truth
 from sae_exp.errors import ConfigError, UserError
@@ -83,7 +83,7 @@ def benchmark(spec: ground_truth.GroundTruthSpec, overrides: list[str], out: Pat
                             f"data.path={data_path}"])
     run_dir = out / "run"
     rep = run.run(cfg, run_dir, as_dict)
-    (out / "gt_spec.json").write_text(json.dumps(asdict(spec), indent=1), encoding="utf-8")
+    files.atomic_write_json(out / "gt_spec.json", asdict(spec))
     return rep
 
 
@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nground-truth recovery ({' '.join(args.overrides) or 'defaults'}); run: {out}/run\n")
     print(recovery.table(rec))
     if args.json:
-        Path(args.json).write_text(json.dumps({k: v for k, v in rec.items()
-                                               if k != "best_cosine"}, indent=1))
+        files.atomic_write_json(Path(args.json), {k: v for k, v in rec.items()
+                                                   if k != "best_cosine"})
     return 0
 
 

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sae_exp import files
+
 TRUTH_SUFFIX = ".truth.npz"
 KINDS = ("specific", "shared", "background")
 
@@ -132,12 +134,15 @@ def write(spec: GroundTruthSpec, path: Path) -> Path:
     """Write `path` (.npz, the data=file contract) and its truth file; returns `path`."""
     fields, truth = generate(spec)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **fields)
-    np.savez(truth_path(path), **{k: v for k, v in truth.items() if k != "fires"})
-    tmp.replace(path)  # the data file appears last: a data file always has its truth
+    kept = {k: v for k, v in truth.items() if k != "fires"}
+    files.atomic_write(truth_path(path), lambda tmp: _savez(tmp, kept))
+    files.atomic_write(path, lambda tmp: _savez(tmp, fields))  # last: data always has its truth
     return path
+
+
+def _savez(tmp: str, arrays: dict) -> None:
+    with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
+        np.savez(f, **arrays)
 
 
 def truth_path(data_path: Path) -> Path:
