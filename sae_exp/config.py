@@ -24,7 +24,7 @@ DATA_SOURCES = ("logic_minilm", "hf_model", "file", "synthetic")
 NORMALIZATIONS = ("none", "mean_center", "unit_norm", "scale_to_sqrt_d")
 POOLINGS = ("token", "mean")
 WANDB_MODES = ("online", "offline", "disabled")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("linear_decay", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 AUTOCAST = ("none", "bf16")
 
@@ -33,7 +33,7 @@ AUTOCAST = ("none", "bf16")
 class ModelConfig:
     hidden_dim: int = 2048  # d_sae
     tied: bool = False  # True: W_dec is W_enc^T, one shared parameter
-    init_gain: float = 0.1  # xavier-uniform gain of W_enc (notebook)
+    init_gain: float = 1.0  # xavier-uniform gain of W_enc (notebook: 0.1; README: the benchmark)
     decoder_impl: str = "sparse"  # sparse | dense (equal within float tolerance)
     normalize_decoder: bool = True  # unit-norm rows of W_dec after every step
     center_input: bool = True  # subtract b_dec before encoding (b_dec starts at the data mean)
@@ -45,8 +45,9 @@ class OptimizerConfig:
     lr: float = 2e-3
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     warmup_steps: int = 0  # linear LR warm-up, then the schedule
-    schedule: str = "cosine"  # cosine | constant
-    min_lr_ratio: float = 0.0  # cosine ends at lr * min_lr_ratio
+    schedule: str = "linear_decay"  # linear_decay | cosine | constant
+    min_lr_ratio: float = 0.0  # cosine and linear_decay end at lr * min_lr_ratio
+    decay_fraction: float = 0.2  # linear_decay: share of the steps, at the end, that decay
     grad_clip: float = 1.0  # max global grad norm; 0 disables
 
 
@@ -302,6 +303,8 @@ def validate(cfg: Config) -> None:
     _one_of("optimizer.schedule", o.schedule, SCHEDULES)
     _check(0 <= o.min_lr_ratio <= 1, "optimizer.min_lr_ratio", o.min_lr_ratio,
            "use a value in [0, 1]")
+    _check(0 < o.decay_fraction <= 1, "optimizer.decay_fraction", o.decay_fraction,
+           "use a value in (0, 1]")
     _check(o.grad_clip >= 0, "optimizer.grad_clip", o.grad_clip, "use >= 0 (0 disables clipping)")
     _check(t.epochs >= 1, "trainer.epochs", t.epochs, "use an integer >= 1")
     _check(t.batch_size is None or t.batch_size >= 1, "trainer.batch_size", t.batch_size,

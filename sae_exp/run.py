@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sae_exp import files, report
-from sae_exp.analysis import association, injection, overlap
+from sae_exp.analysis import association, injection, overlap, recovery
 from sae_exp.config import (
     DATA_SCHEMAS,
     Config,
@@ -255,6 +255,8 @@ def _setup(cfg: Config) -> tuple[torch.device, distributed.DistContext | None]:
         torch.set_num_threads(cfg.trainer.num_threads)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.trainer.device)
+    if cfg.trainer.ddp is not False:
+        distributed.check_sparsity(cfg.sparsity.kind, distributed.env_world_size())
     ctx = distributed.setup(cfg.trainer.ddp, device)  # None unless under torchrun (DDP)
     if ctx is not None:
         device = ctx.device(device)
@@ -405,6 +407,9 @@ def analyse(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path,
     rep["incomplete"] = fitted.incomplete
     if data.planted is not None:
         rep["planted"] = {"jaccard": data.planted["jaccard"]}
+        if "kind" in data.planted:  # a ground-truth benchmark: how much of the dictionary came back
+            rep["recovery"] = recovery.evaluate(sae.W_dec.detach().cpu().numpy(),
+                                                data.planted, quality, rep.get("categories"))
     if cfg.analysis.token_injection:
         a = cfg.analysis
         rep["token_injection"] = ti = injection.for_report(

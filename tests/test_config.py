@@ -42,6 +42,15 @@ def test_seed_notebook_matches_the_notebook():
     assert (cfg.optimizer.lr, cfg.trainer.epochs, cfg.trainer.batch_size) == (5e-4, 200, None)
     assert (cfg.sparsity.l1_warmup_epochs, cfg.optimizer.grad_clip, cfg.model.init_gain) == (
         50, 1.0, 0.1)
+    assert (cfg.optimizer.schedule, cfg.optimizer.min_lr_ratio) == ("cosine", 0.0)
+
+
+def test_training_defaults_are_the_benchmarked_ones():
+    """README, "Training defaults and the ground-truth benchmark": each is justified there."""
+    cfg = typed([])
+    assert (cfg.model.init_gain, cfg.optimizer.schedule, cfg.optimizer.decay_fraction) == (
+        1.0, "linear_decay", 0.2)
+    assert (cfg.optimizer.lr, cfg.optimizer.grad_clip, cfg.sparsity.kind) == (2e-3, 1.0, "topk")
 
 
 @pytest.mark.parametrize("source", ["synthetic", "file", "hf_model", "logic_minilm"])
@@ -68,6 +77,8 @@ def test_each_data_source_has_its_schema(source):
         ("data.pooling=max", "data.pooling"),
         ("data.normalize=zscore", "data.normalize"),
         ("model.decoder_impl=triton", "model.decoder_impl"),
+        ("optimizer.decay_fraction=0", "optimizer.decay_fraction"),
+        ("optimizer.schedule=step", "optimizer.schedule"),
     ],
 )
 def test_invalid_values_name_key_value_and_allowed(override, key):

@@ -73,3 +73,26 @@ def test_shard_is_disjoint_and_weights_sum_to_one():
     small = [distributed.DistContext(r, 3, r).shard(x[:2]) for r in range(3)]
     assert all(torch.equal(p, x[:2]) for p, _ in small)  # too few rows: all, weight 1/3 each
     assert sum(w for _, w in small) == pytest.approx(1.0)
+
+
+def test_batchtopk_is_refused_under_ddp_on_two_gloo_ranks(tmp_path):
+    """Each rank would select its own top k*B and threshold: refused before any work, one line."""
+    env = {**os.environ, "WANDB_SILENT": "true", "TMPDIR": str(tmp_path)}
+    run_dir = tmp_path / "ddp_btk"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "sae_exp.run", *ARGS, "sparsity=batchtopk", "sparsity.top_k=4",
+           f"hydra.run.dir={run_dir}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert errors and "sparsity.kind='batchtopk' is invalid under DDP (WORLD_SIZE=2)" in errors[0]
+    assert "sae_exp/" not in proc.stderr.split("error: ", 1)[0]  # no traceback of ours before it
+    assert not (run_dir / "metrics.jsonl").exists()  # refused before training
+
+
+def test_batchtopk_check_allows_one_process():
+    distributed.check_sparsity("batchtopk", None)
+    distributed.check_sparsity("batchtopk", 1)
+    distributed.check_sparsity("topk", 2)
+    with pytest.raises(ConfigError, match="batchtopk"):
+        distributed.check_sparsity("batchtopk", 2)

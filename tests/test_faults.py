@@ -212,6 +212,8 @@ ALLOWED_WRITES = {
     ("calibrate.py", "fig.savefig(tmp"): "the temp file of files.atomic_write",
     ("seeds.py", "fig.savefig(buf"): "into memory; written with files.atomic_write_bytes",
     ("bench.py", "open(path, \"wb\")"): "bench's scratch activation file, not a run's",
+    ("ground_truth.py", "open(tmp, \"wb\")"): "the temp file of files.atomic_write",
+    ("ground_truth.py", "np.savez(f, **arrays)"): "into the temp file of files.atomic_write",
     ("bench.py", "write_text(\"5\")"): "/proc/self/clear_refs (a kernel control, not a file)",
     ("make_logic_corpus.py", "open(out, \"w\""): "a developer script that regenerates the corpus",
 }

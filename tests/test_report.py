@@ -18,7 +18,7 @@ from sae_exp.config import AnalysisConfig
 NAME_COLUMNS = {"label", "pair", "field", "metric", "value", "subset", "latent", "baseline",
                 "label or subset"}
 HISTORY = [{"step": s, "epoch": s // 10, "loss": 1 / (s + 1), "mse": 0.5 / (s + 1),
-            "fvu": 0.9 / (s + 1) ** 0.5, "l0": 8.0, "dead_fraction": 0.1, "lr": 1e-3}
+            "batch_fvu": 0.9 / (s + 1) ** 0.5, "l0": 8.0, "auxk_dead_fraction": 0.1, "lr": 1e-3}
            for s in range(0, 100, 10)]
 
 

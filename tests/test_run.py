@@ -55,7 +55,8 @@ def test_run_writes_every_contract_file(tmp_path):
         assert 0.0 <= lo <= pair["jaccard"] <= hi <= 1.0
         assert 0.0 < pair["p_value"] <= 1.0
     lines = (out / files.METRICS).read_text().splitlines()
-    assert lines and {"step", "loss", "l0", "fvu", "dead_fraction"} <= set(json.loads(lines[-1]))
+    keys = {"step", "loss", "l0", "batch_fvu", "auxk_dead_fraction"}
+    assert lines and keys <= set(json.loads(lines[-1]))
 
 
 def test_multirun_sweeps_top_k(tmp_path):

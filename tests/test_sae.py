@@ -83,6 +83,16 @@ def test_notebook_cosine_schedule():
     assert lr_factor(50, 100, 0, "constant", 0.0) == 1.0
 
 
+def test_linear_decay_is_constant_then_falls_to_the_floor_over_the_last_fifth():
+    f = [lr_factor(s, 100, 0, "linear_decay", 0.0, 0.2) for s in range(100)]
+    assert f[:80] == [1.0] * 80  # constant for the first 80% of the steps
+    assert f[80] == pytest.approx(1 - 1 / 20) and f[89] == pytest.approx(0.5)
+    assert f[99] == pytest.approx(0.0)  # the last step reaches lr * min_lr_ratio
+    assert all(a > b for a, b in zip(f[79:], f[80:], strict=False))
+    assert lr_factor(99, 100, 0, "linear_decay", 0.1, 0.2) == pytest.approx(0.1)
+    assert lr_factor(3, 100, 10, "linear_decay", 0.0, 0.2) == pytest.approx(0.4)  # warm-up first
+
+
 @pytest.mark.parametrize("kind", ["topk", "batchtopk", "relu_l1"])
 @pytest.mark.parametrize("tied", [False, True])
 def test_save_load_roundtrip(tmp_path, kind, tied):

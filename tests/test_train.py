@@ -12,10 +12,11 @@ from sae_exp.model.sae import SAE
 from sae_exp.train.trainer import Trainer
 
 
-def _train(data, seed=0, epochs=60, k=4, d_sae=128, lr=2e-3, batch=256, aux_coeff=1 / 32):
+def _train(data, seed=0, epochs=60, k=4, d_sae=128, lr=2e-3, batch=256, aux_coeff=1 / 32,
+           init_gain=1.0, schedule="linear_decay"):
     torch.manual_seed(seed)
-    sae = SAE(data.d_in, d_sae, k=k)
-    tr = Trainer(sae, OptimizerConfig(lr=lr),
+    sae = SAE(data.d_in, d_sae, k=k, init_gain=init_gain)
+    tr = Trainer(sae, OptimizerConfig(lr=lr, schedule=schedule),
                  SparsityConfig(top_k=k, dead_after_rows=20_000, aux_coeff=aux_coeff),
                  TrainerConfig(epochs=epochs, batch_size=batch, log_every=20),
                  torch.device("cpu"))
@@ -32,7 +33,7 @@ def test_recovers_planted_directions():
     planted = data.planted["directions"]  # [n_features, d_in], unit norm
     best_cos = (planted @ sae.W_dec.detach().numpy().T).max(axis=1)
     assert (best_cos > 0.9).mean() >= 0.85, np.sort(best_cos)[:8]
-    assert history[-1]["fvu"] < 0.15
+    assert history[-1]["batch_fvu"] < 0.15
 
 
 def test_same_seed_same_weights_and_metrics():
@@ -49,9 +50,13 @@ def test_same_seed_same_weights_and_metrics():
 def test_auxk_revives_dead_latents():
     data = make_synthetic(SyntheticDataConfig(n_sentences=200, d_in=16, n_specific=3,
                                               n_shared=2, n_common=6, features_per_token=2))
-    _, with_aux = _train(data, epochs=40, k=2, d_sae=64, aux_coeff=1 / 32)
-    _, without = _train(data, epochs=40, k=2, d_sae=64, aux_coeff=0.0)
-    assert with_aux[-1]["dead_fraction"] < without[-1]["dead_fraction"]
+    # the regime this was written for (the notebook's init gain 0.1 and cosine, which leave
+    # ~30% of the latents dead). The effect is small: one latent of 64 here; with the current
+    # defaults AuxK does not lower the dead share in this setting (README, the benchmark table)
+    old = {"init_gain": 0.1, "schedule": "cosine"}
+    _, with_aux = _train(data, epochs=40, k=2, d_sae=64, aux_coeff=1 / 32, **old)
+    _, without = _train(data, epochs=40, k=2, d_sae=64, aux_coeff=0.0, **old)
+    assert with_aux[-1]["auxk_dead_fraction"] < without[-1]["auxk_dead_fraction"]
 
 
 def test_dead_topk_equals_a_masked_topk():

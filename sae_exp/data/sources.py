@@ -17,7 +17,10 @@ File source, `data.path=`:
   natural name order (acts_2 before acts_10) and stacked along rows, plus `meta.npz` or
   `meta.json` holding the other keys above for all rows. One `.npy` shard stays memory-mapped;
   several are stacked in memory, so for data larger than RAM write one `acts_0.npy`.
-The fingerprint of a file source is the sha256 of its files' contents.
+A truth file beside the data (`<name>.truth.npz`, or `truth.npz` in a shard dir; written by
+`ground_truth.write`) makes it a ground-truth benchmark: the known dictionary becomes the set's
+`planted` and the report gains a recovery section.
+The fingerprint of a file source is the sha256 of its files' contents (the truth file included).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from sae_exp.corpora import shipped_corpus_path
-from sae_exp.data import cache
+from sae_exp.data import cache, ground_truth
 from sae_exp.data.corpus import SPLITS, load_corpus, stratified_split
 from sae_exp.data.types import ActivationSet, Sentences
 from sae_exp.errors import DataError
@@ -111,6 +114,9 @@ def _from_file(cfg, seed: int) -> ActivationSet:
                             f"{', '.join(fields) or '(none)'}.")
         acts, files = fields.pop("activations"), [p]
     aset = assemble(str(p), acts, fields, cfg.test_fraction, seed)
+    aset.planted = ground_truth.load_truth(p)  # a ground-truth benchmark's known dictionary
+    if aset.planted is not None:
+        files = [*files, ground_truth.truth_path(p)]
     aset.fingerprint = _hash_files(files)
     aset.meta = {"source": "file", "path": str(p), "files": [f.name for f in files]}
     return aset

@@ -48,7 +48,7 @@ class SAE(nn.Module):
         kind: str = "topk",
         k: int = 30,
         tied: bool = False,
-        init_gain: float = 0.1,
+        init_gain: float = 1.0,
         decoder_impl: str = "sparse",
         center_input: bool = True,
     ) -> None:

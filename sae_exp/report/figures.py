@@ -17,7 +17,9 @@ from sae_exp.report.numbers import finite, fmt, num
 
 log = logging.getLogger(__name__)
 
-CURVE_KEYS = ("loss", "mse", "fvu", "l0", "l1", "aux", "dead_fraction", "lr")
+# training-log keys: batch_fvu is the current minibatch's FVU (the held-out one is the report's);
+# auxk_dead_fraction the share of latents AuxK counts as dead (silent > dead_after_rows rows)
+CURVE_KEYS = ("loss", "mse", "batch_fvu", "l0", "l1", "aux", "auxk_dead_fraction", "lr")
 
 
 def _save(fig: Figure, path: Path) -> None:

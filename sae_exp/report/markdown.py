@@ -26,7 +26,10 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "mse": "mean squared reconstruction error per element on held-out rows",
     "explained_variance": "1 - fvu",
     "l0": "mean number of active latents per row, measured with the inference encoder",
-    "dead_fraction": "share of latents that are never active on the evaluated rows",
+    "dead_fraction": ("share of latents active on no row (train and test splits) with the "
+                      "inference encoder; not the training log's `auxk_dead_fraction` (latents "
+                      "silent for more than sparsity.dead_after_rows training rows, which AuxK "
+                      "trains) nor its `batch_fvu` (FVU of the current training minibatch)"),
     "dense_fraction": "share of latents active on a large share of rows (too dense to mean much)",
 }
 RUN_DEFINITIONS: dict[str, str] = {
@@ -92,9 +95,9 @@ def render_markdown(rep: dict, figures: list[Path] | None = None) -> str:
         lines += ["> **INCOMPLETE RUN**: training was interrupted before its last step; every "
                   "number below describes a partially trained SAE. Resume it with "
                   f"`resume={run.get('dir', '<run dir>')}`.", ""]
-    for section in (_run_section, _quality_section, _method_section, _category_section,
-                    _pair_section, _naive_section, _probe_section, _injection_section,
-                    _latent_section, _warning_section):
+    for section in (_run_section, _quality_section, _recovery_section, _method_section,
+                    _category_section, _pair_section, _naive_section, _probe_section,
+                    _injection_section, _latent_section, _warning_section):
         try:
             lines += section(rep)
         except Exception as e:  # one malformed field must not cost the whole report
@@ -124,6 +127,45 @@ def _quality_section(rep: dict) -> list[str]:
     if not rows:
         return []
     return ["## Reconstruction quality (held-out rows)", ""] + _table(["metric", "value"], rows)
+
+
+RECOVERY_DEFINITIONS: dict[str, str] = {
+    "recovered": ("share of the known dictionary's features whose best decoder cosine (max over "
+                  "latents of cos(W_dec row, true direction)) exceeds 0.9"),
+    "mean_max_cosine": "mean over true features of the best decoder cosine",
+    "recovered_specific": "`recovered` among the label-specific features",
+    "recovered_shared": "`recovered` among the features shared by two labels",
+    "recovered_background": "`recovered` among the background features (every label)",
+    "frequency_bucket": "true features grouped by the share of rows they fire on",
+    "n_features": "number of true features in the group",
+    "true_l0": "mean number of true features firing per row",
+    "n_reported": "latents the report calls specific to the label",
+    "n_planted": "features planted as specific to the label",
+    "precision": ("share of the reported specific latents whose closest true feature (cosine > "
+                  "0.5) is one of the label's planted specific features"),
+    "recall": ("share of the label's planted specific features recovered (cosine > 0.9) by a "
+               "reported specific latent"),
+}
+
+
+def _recovery_section(rep: dict) -> list[str]:
+    rec = rep.get("recovery")
+    if not rec:
+        return []
+    rows = [["n_features", rec["n_features"]], ["true_l0", rec.get("true_l0")],
+            ["recovered", rec["recovered"]], ["mean_max_cosine", rec["mean_max_cosine"]]]
+    rows += [[f"recovered_{k}", v] for k, v in rec.get("by_kind", {}).items()]
+    out = ["## Recovery of the known dictionary (ground-truth data)", ""]
+    out += _table(["metric", "value"], rows)
+    out += _table(["frequency_bucket", "n_features", "recovered", "mean_max_cosine"],
+                  [[b["bucket"], b["n"], b["recovered"], b["mean_max_cosine"]]
+                   for b in rec.get("by_frequency", [])])
+    match = rec.get("specific_match") or {}
+    if match:
+        out += _table(["label", "n_reported", "n_planted", "precision", "recall"],
+                      [[lab, v["n_reported"], v["n_planted"], v["precision"], v["recall"]]
+                       for lab, v in match.items()])
+    return out
 
 
 def _method_section(rep: dict) -> list[str]:
@@ -373,6 +415,8 @@ def _warning_section(rep: dict) -> list[str]:
 
 def _definitions_section(rep: dict) -> list[str]:
     defs = {**METRIC_DEFINITIONS, **RUN_DEFINITIONS, **(rep.get("definitions") or {})}
+    if rep.get("recovery"):
+        defs.update(RECOVERY_DEFINITIONS)
     out = ["## Definitions", ""]
     out += [f"- `{k}`: {v}." for k, v in defs.items()]
     return out + [""]

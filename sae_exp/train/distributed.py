@@ -133,6 +133,16 @@ class DistContext:
             torch.device("cpu")
 
 
+def check_sparsity(kind: str, world_size: int | None) -> None:
+    """Refuse batch-top-k under DDP: each rank would keep the top k*B of its own slice and learn
+    its own threshold, so two ranks would not train what one process trains."""
+    if kind == "batchtopk" and world_size is not None and world_size > 1:
+        raise ConfigError(
+            f"sparsity.kind='batchtopk' is invalid under DDP (WORLD_SIZE={world_size}): each rank "
+            "would select its own top k*B; use sparsity=topk, or train batch-top-k in one process."
+        )
+
+
 def setup(ddp: bool | None, device: torch.device) -> DistContext | None:
     """Join the process group torchrun describes; None for an ordinary one-process run.
 

@@ -6,9 +6,14 @@ Loss (per step, B rows):
     aux  = mean (e_hat - e)^2, e = x - x_hat (detached), e_hat = decode of the top `aux_k` dead
            latents' activations (Gao et al. 2024, AuxK; revives dead latents)
     loss = mse + sparsity_coeff * min(1, epoch / l1_warmup_epochs) * l1 + aux_coeff * aux
-A latent is dead after `dead_after_rows` training rows without firing.
-The learning rate warms up linearly for `warmup_steps`, then follows a cosine to
-`lr * min_lr_ratio` at the last step (with no warm-up this is the notebook's CosineAnnealingLR).
+A latent is dead for AuxK after `dead_after_rows` training rows without firing; the log's
+`auxk_dead_fraction` is the share of such latents (the report's `dead_fraction` is another
+measure: latents active on no row). The log's `batch_fvu` is the FVU of the current training
+minibatch, not the held-out FVU of the report.
+The learning rate warms up linearly for `warmup_steps`, then is constant, follows a cosine to
+`lr * min_lr_ratio` at the last step (with no warm-up this is the notebook's CosineAnnealingLR),
+or (`linear_decay`, the default) stays constant and decays linearly to `lr * min_lr_ratio` over
+the last `decay_fraction` of the steps (measured on the ground-truth benchmark: README).
 """
 
 from __future__ import annotations
@@ -43,12 +48,21 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
 
 
-def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
-    """Multiplier of the base LR at `step` (0-based)."""
+def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float,
+              decay_fraction: float = 0.2) -> float:
+    """Multiplier of the base LR at `step` (0-based): linear warm-up, then `constant`, `cosine`
+    to `min_ratio`, or `linear_decay` (constant, then linear to `min_ratio` over the last
+    `decay_fraction` of all steps)."""
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     if schedule == "constant":
         return 1.0
+    if schedule == "linear_decay":
+        start = total - max(int(round(decay_fraction * total)), 1)
+        if step < start:
+            return 1.0
+        progress = min((step - start + 1) / max(total - start, 1), 1.0)
+        return 1.0 - (1.0 - min_ratio) * progress
     span = max(total - warmup, 1)
     progress = min((step - warmup) / span, 1.0)
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
@@ -143,7 +157,8 @@ class Trainer:
         rows and `grad_weight` its share of the batch gradient."""
         sae, sp = self.sae, self.sp_cfg
         factor = lr_factor(self.state.step, total, self.opt_cfg.warmup_steps,
-                           self.opt_cfg.schedule, self.opt_cfg.min_lr_ratio)
+                           self.opt_cfg.schedule, self.opt_cfg.min_lr_ratio,
+                           self.opt_cfg.decay_fraction)
         for group in self.optimizer.param_groups:
             group["lr"] = self.opt_cfg.lr * factor
         with self._autocast():
@@ -183,7 +198,7 @@ class Trainer:
                 "l1": float(l1),
                 "aux": float(aux) if aux is not None else 0.0,
                 "l0": float((acts > 0).sum(1).float().mean()),
-                "fvu": batch_fvu(x.float(), out.x_hat.float()),
+                "batch_fvu": batch_fvu(x.float(), out.x_hat.float()),
                 "lr": self.opt_cfg.lr * factor,
             }
 
@@ -212,9 +227,10 @@ class Trainer:
         dead = float((self.state.rows_since_fired > self.sp_cfg.dead_after_rows).float().mean())
         if self.dist is not None:
             metrics = self.dist.mean_metrics(metrics)
-        row = {"step": self.state.step, "epoch": epoch, **metrics, "dead_fraction": dead}
+        row = {"step": self.state.step, "epoch": epoch, **metrics, "auxk_dead_fraction": dead}
         self.state.history.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.4g}", fvu=f"{row['fvu']:.3f}", l0=f"{row['l0']:.1f}")
+        bar.set_postfix(loss=f"{row['loss']:.4g}", batch_fvu=f"{row['batch_fvu']:.3f}",
+                        l0=f"{row['l0']:.1f}")
         if self.on_log is not None:
             self.on_log(row)
 
