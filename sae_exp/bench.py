@@ -188,34 +188,14 @@ def run_config(case: dict) -> dict:
         torch.set_num_threads(int(case["threads"]))
     torch.manual_seed(case.get("seed", 0))
     x = torch.randn(case["batch"], case["d_in"], device=device)
-    wanted = [i for i in ("floor", "sparse", "dense", "notebook") if i in case["impls"]]
-    res: dict = {i: {"status": "ok", "times": [], "mem": []} for i in wanted}
-    steps, adams = {}, {}
-    floor_s = None
-    for impl in wanted:
-        est = TIME_FACTOR[impl] * floor_s if floor_s else None
-        if est is not None and est > case.get("max_step_s", float("inf")):
-            res[impl] = {"status": "skipped",
-                         "reason": f"est. ~{est:.0f} s/step > {case['max_step_s']:.0f} s"}
-            continue
-        steps[impl], adams[impl] = _build(impl, case, x)
-        for _ in range(case.get("warmup", 1)):
-            sec, _ = _timed(steps[impl], device)
-        if impl == "floor" and case.get("warmup", 1) > 0:
-            floor_s = sec
+    res, steps, adams = _build_and_warm_up(case, x, device)
     for _ in range(case.get("steps", 3)):
         for impl, step in steps.items():
             sec, mib = _timed(step, device)
             res[impl]["times"].append(sec)
             res[impl]["mem"].append(mib)
     for impl in steps:
-        r = res[impl]
-        r["step_s"] = statistics.median(r["times"])
-        r["min_s"], r["max_s"] = min(r["times"]), max(r["times"])
-        r["rows_per_s"] = case["batch"] / r["step_s"]
-        mems = [m for m in r.pop("mem") if m is not None]
-        r["step_mem_mb"] = max(mems) if mems else None
-        r["adam"] = adams[impl]
+        _summarise_times(res[impl], case["batch"], adams[impl])
 
     def paired(a: str, b: str) -> float | None:
         if a not in steps or b not in steps:
@@ -232,6 +212,39 @@ def run_config(case: dict) -> dict:
             "ratio_to_floor_min": min(ratios, default=None),
             "ratio_to_floor_max": max(ratios, default=None),
             "speedup_vs_dense": paired("dense", "sparse"), "process_peak_mb": peak / 2**20}
+
+
+def _build_and_warm_up(case: dict, x: torch.Tensor, device: torch.device
+                       ) -> tuple[dict, dict, dict]:
+    """(results with empty time lists, step function and Adam kind per implementation to time).
+
+    The floor is warmed up first; its time estimates the others' and skips those too slow."""
+    wanted = [i for i in ("floor", "sparse", "dense", "notebook") if i in case["impls"]]
+    res: dict = {i: {"status": "ok", "times": [], "mem": []} for i in wanted}
+    steps, adams = {}, {}
+    floor_s = None
+    for impl in wanted:
+        est = TIME_FACTOR[impl] * floor_s if floor_s else None
+        if est is not None and est > case.get("max_step_s", float("inf")):
+            res[impl] = {"status": "skipped",
+                         "reason": f"est. ~{est:.0f} s/step > {case['max_step_s']:.0f} s"}
+            continue
+        steps[impl], adams[impl] = _build(impl, case, x)
+        for _ in range(case.get("warmup", 1)):
+            sec, _ = _timed(steps[impl], device)
+        if impl == "floor" and case.get("warmup", 1) > 0:
+            floor_s = sec
+    return res, steps, adams
+
+
+def _summarise_times(r: dict, batch: int, adam: object) -> None:
+    """Median, min, max step time, rows/s and peak step memory of one implementation, in place."""
+    r["step_s"] = statistics.median(r["times"])
+    r["min_s"], r["max_s"] = min(r["times"]), max(r["times"])
+    r["rows_per_s"] = batch / r["step_s"]
+    mems = [m for m in r.pop("mem") if m is not None]
+    r["step_mem_mb"] = max(mems) if mems else None
+    r["adam"] = adam
 
 
 def _run_isolated(task: dict, timeout: float | None = None) -> dict:
@@ -573,6 +586,51 @@ def _default_mem_limit(device: torch.device) -> float:
     return 8.0
 
 
+def _grid_bench(args: argparse.Namespace, device: torch.device, hw: dict) -> dict:
+    """The size grid (and the batch-size scaling), printed as it goes; the result's settings,
+    rows, scaling and target entries."""
+    result: dict = {}
+    opts = {"device": args.device, "autocast": args.autocast, "threads": args.threads,
+            "adam": args.adam,
+            "steps": args.steps, "warmup": args.warmup, "max_step_s": args.max_step_s,
+            "mem_limit_gb": args.mem_limit_gb or _default_mem_limit(device),
+            "isolate": not args.in_process}
+    grid = "quick" if args.quick else args.grid
+    result["settings"] = {**opts, "grid": grid, "batch": args.batch}
+    print(json.dumps(hw), flush=True)
+    rows = []
+    for d_in, d_sae, k, *impls in GRIDS[grid]:
+        rows.append(bench_config(d_in, d_sae, k, args.batch, opts, *impls))
+        print(_table_line(rows[-1]), flush=True)
+    result["rows"] = rows
+    print("\nstep time: median over rounds; vs_nb = speedup_vs_notebook (notebook/sparse), "
+          "to_floor = ratio_to_floor (sparse/floor), both medians of per-round ratios;\n"
+          "step MiB = peak memory of a step above what was resident before it "
+          f"({'cuda allocator' if device.type == 'cuda' else 'RSS'})")
+    print(format_table(rows))
+    if not args.quick and not args.no_scaling:
+        t = TARGET
+        scaling = [bench_config(t["d_in"], t["d_sae"], t["k"], b, opts, ("sparse", "floor"))
+                   for b in SCALING_BATCHES]
+        result["scaling"] = scaling
+        print(f"\nscaling with rows (d_in={t['d_in']}, d_sae={t['d_sae']}, k={t['k']}):")
+        print(format_scaling(scaling))
+    target = next((r for r in rows if all(r[key] == v for key, v in TARGET.items())), None)
+    if target is not None:
+        result["target"] = target
+        _print_target(target)
+    return result
+
+
+def _print_target(target: dict) -> None:
+    print(f"\ntarget case {TARGET}: speedup_vs_notebook "
+          f"{_fmt(target['speedup_vs_notebook'], '.2f')} (goal >= 3), ratio_to_floor "
+          f"{_fmt(target['ratio_to_floor'], '.2f')} (goal <= 1.2; per round "
+          f"{_fmt(target.get('ratio_to_floor_min'), '.2f')}-"
+          f"{_fmt(target.get('ratio_to_floor_max'), '.2f')}); where the step's time goes: "
+          "python -m sae_exp.bench_breakdown")
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = _parse(argv)
     if args.worker:
@@ -593,40 +651,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(result["hardware"]))
         print(format_stream(result["stream"]))
     else:
-        opts = {"device": args.device, "autocast": args.autocast, "threads": args.threads,
-                "adam": args.adam,
-                "steps": args.steps, "warmup": args.warmup, "max_step_s": args.max_step_s,
-                "mem_limit_gb": args.mem_limit_gb or _default_mem_limit(device),
-                "isolate": not args.in_process}
-        grid = "quick" if args.quick else args.grid
-        result["settings"] = {**opts, "grid": grid, "batch": args.batch}
-        print(json.dumps(result["hardware"]), flush=True)
-        rows = []
-        for d_in, d_sae, k, *impls in GRIDS[grid]:
-            rows.append(bench_config(d_in, d_sae, k, args.batch, opts, *impls))
-            print(_table_line(rows[-1]), flush=True)
-        result["rows"] = rows
-        print("\nstep time: median over rounds; vs_nb = speedup_vs_notebook (notebook/sparse), "
-              "to_floor = ratio_to_floor (sparse/floor), both medians of per-round ratios;\n"
-              "step MiB = peak memory of a step above what was resident before it "
-              f"({'cuda allocator' if device.type == 'cuda' else 'RSS'})")
-        print(format_table(rows))
-        if not args.quick and not args.no_scaling:
-            t = TARGET
-            scaling = [bench_config(t["d_in"], t["d_sae"], t["k"], b, opts, ("sparse", "floor"))
-                       for b in SCALING_BATCHES]
-            result["scaling"] = scaling
-            print(f"\nscaling with rows (d_in={t['d_in']}, d_sae={t['d_sae']}, k={t['k']}):")
-            print(format_scaling(scaling))
-        target = next((r for r in rows if all(r[key] == v for key, v in TARGET.items())), None)
-        if target is not None:
-            result["target"] = target
-            print(f"\ntarget case {TARGET}: speedup_vs_notebook "
-                  f"{_fmt(target['speedup_vs_notebook'], '.2f')} (goal >= 3), ratio_to_floor "
-                  f"{_fmt(target['ratio_to_floor'], '.2f')} (goal <= 1.2; per round "
-                  f"{_fmt(target.get('ratio_to_floor_min'), '.2f')}-"
-                  f"{_fmt(target.get('ratio_to_floor_max'), '.2f')}); where the step's time goes: "
-                  "python -m sae_exp.bench_breakdown")
+        result.update(_grid_bench(args, device, result["hardware"]))
     if args.json:
         from sae_exp.files import atomic_write_text
 

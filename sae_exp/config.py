@@ -275,27 +275,46 @@ def _check_init_from(path: str | None, resume: str | None) -> None:
 
 
 def validate(cfg: Config) -> None:
-    """Check values that types cannot express. Raises ConfigError naming key, value and fix."""
+    """Check values that types cannot express. Raises ConfigError naming key, value and fix.
+
+    One checker per config group; the first failing check is the one reported.
+    """
     _finite(cfg, "")
     check_name(cfg.name)
-    m, o, s, t, a, w = cfg.model, cfg.optimizer, cfg.sparsity, cfg.trainer, cfg.analysis, cfg.wandb
+    _check_model(cfg.model)
+    _one_of("sparsity.kind", cfg.sparsity.kind, SPARSITY_KINDS)
+    _check_init_from(cfg.model.init_from, cfg.resume)
+    _check_sparsity(cfg.sparsity, cfg.model.hidden_dim)
+    _check_optimizer(cfg.optimizer)
+    _check_trainer(cfg.trainer)
+    _check_objective(cfg.objective)
+    _check_analysis(cfg.analysis)
+    _one_of("wandb.mode", cfg.wandb.mode, WANDB_MODES)
+    _check_data(cfg.data)
+
+
+def _check_model(m: ModelConfig) -> None:
     _check(m.hidden_dim >= 1, "model.hidden_dim", m.hidden_dim, "use an integer >= 1")
     _one_of("model.decoder_impl", m.decoder_impl, DECODER_IMPLS)
     _check(m.init_gain > 0, "model.init_gain", m.init_gain, "use a value > 0")
-    _one_of("sparsity.kind", s.kind, SPARSITY_KINDS)
-    _check_init_from(m.init_from, cfg.resume)
+
+
+def _check_sparsity(s: SparsityConfig, hidden_dim: int) -> None:
     if s.kind != "relu_l1":
         _check(
-            1 <= s.top_k <= m.hidden_dim,
+            1 <= s.top_k <= hidden_dim,
             "sparsity.top_k",
             s.top_k,
-            f"use 1 <= top_k <= model.hidden_dim ({m.hidden_dim})",
+            f"use 1 <= top_k <= model.hidden_dim ({hidden_dim})",
         )
     _check(s.sparsity_coeff >= 0, "sparsity.sparsity_coeff", s.sparsity_coeff, "use a value >= 0")
     _check(s.l1_warmup_epochs >= 0, "sparsity.l1_warmup_epochs", s.l1_warmup_epochs, "use >= 0")
     _check(s.aux_k is None or s.aux_k >= 1, "sparsity.aux_k", s.aux_k, "use null or >= 1")
     _check(s.aux_coeff >= 0, "sparsity.aux_coeff", s.aux_coeff, "use a value >= 0")
     _check(s.dead_after_rows >= 1, "sparsity.dead_after_rows", s.dead_after_rows, "use >= 1")
+
+
+def _check_optimizer(o: OptimizerConfig) -> None:
     _check(o.lr > 0, "optimizer.lr", o.lr, "use a learning rate > 0")
     _check(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "optimizer.betas", o.betas,
            "use two values in [0, 1)")
@@ -306,6 +325,9 @@ def validate(cfg: Config) -> None:
     _check(0 < o.decay_fraction <= 1, "optimizer.decay_fraction", o.decay_fraction,
            "use a value in (0, 1]")
     _check(o.grad_clip >= 0, "optimizer.grad_clip", o.grad_clip, "use >= 0 (0 disables clipping)")
+
+
+def _check_trainer(t: TrainerConfig) -> None:
     _check(t.epochs >= 1, "trainer.epochs", t.epochs, "use an integer >= 1")
     _check(t.batch_size is None or t.batch_size >= 1, "trainer.batch_size", t.batch_size,
            "use an integer >= 1, or null for full batch")
@@ -315,9 +337,14 @@ def validate(cfg: Config) -> None:
     _check(t.checkpoint_every >= 0, "trainer.checkpoint_every", t.checkpoint_every, "use >= 0")
     _check(t.num_threads is None or t.num_threads >= 1, "trainer.num_threads", t.num_threads,
            "use an integer >= 1, or null for torch's default")
-    ob = cfg.objective
+
+
+def _check_objective(ob: ObjectiveConfig) -> None:
     _check(ob.l0_max is None or ob.l0_max > 0, "objective.l0_max", ob.l0_max, "use null or > 0")
     _check(ob.l0_penalty >= 0, "objective.l0_penalty", ob.l0_penalty, "use a value >= 0")
+
+
+def _check_analysis(a: AnalysisConfig) -> None:
     _check(0 < a.alpha < 1, "analysis.alpha", a.alpha, "use a value strictly between 0 and 1")
     _check(a.min_log2_ratio >= 0, "analysis.min_log2_ratio", a.min_log2_ratio, "use >= 0")
     _check(0 <= a.fire_fraction < 1, "analysis.fire_fraction", a.fire_fraction,
@@ -334,8 +361,11 @@ def validate(cfg: Config) -> None:
            "use >= 1")
     _check(a.injection_max_latents >= 0, "analysis.injection_max_latents",
            a.injection_max_latents, "use >= 0 (0 tests every specific latent)")
-    _one_of("wandb.mode", w.mode, WANDB_MODES)
-    d = cfg.data
+    _check(a.top_examples >= 0, "analysis.top_examples", a.top_examples, "use >= 0")
+    _check(a.min_sentences >= 0, "analysis.min_sentences", a.min_sentences, "use >= 0")
+
+
+def _check_data(d: DataConfig) -> None:
     _one_of("data.source", d.source, DATA_SOURCES)
     _one_of("data.normalize", d.normalize, NORMALIZATIONS)
     _check(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction, "use a value in (0, 1)")
@@ -343,14 +373,15 @@ def validate(cfg: Config) -> None:
         _one_of("data.pooling", d.pooling, POOLINGS)
         _check(d.layer >= 0, "data.layer", d.layer, "use a hidden-state index >= 0")
         _check(d.batch_size >= 1, "data.batch_size", d.batch_size, "use an integer >= 1")
-    _check(a.top_examples >= 0, "analysis.top_examples", a.top_examples, "use >= 0")
-    _check(a.min_sentences >= 0, "analysis.min_sentences", a.min_sentences, "use >= 0")
-    if isinstance(d, ModelDataConfig):
         _check(d.max_length >= 1, "data.max_length", d.max_length, "use an integer >= 1")
     if isinstance(d, SyntheticDataConfig):
-        _check(len(d.labels) >= 2, "data.labels", d.labels, "give at least two labels")
-        _check(d.d_in >= 2, "data.d_in", d.d_in, "use >= 2")
-        for key in ("n_sentences", "tokens_per_sentence", "features_per_token"):
-            _check(getattr(d, key) >= 1, f"data.{key}", getattr(d, key), "use an integer >= 1")
-        _check(0 <= d.marker_prob <= 1, "data.marker_prob", d.marker_prob, "use a value in [0, 1]")
-        _check(d.noise >= 0, "data.noise", d.noise, "use a value >= 0")
+        _check_synthetic(d)
+
+
+def _check_synthetic(d: SyntheticDataConfig) -> None:
+    _check(len(d.labels) >= 2, "data.labels", d.labels, "give at least two labels")
+    _check(d.d_in >= 2, "data.d_in", d.d_in, "use >= 2")
+    for key in ("n_sentences", "tokens_per_sentence", "features_per_token"):
+        _check(getattr(d, key) >= 1, f"data.{key}", getattr(d, key), "use an integer >= 1")
+    _check(0 <= d.marker_prob <= 1, "data.marker_prob", d.marker_prob, "use a value in [0, 1]")
+    _check(d.noise >= 0, "data.noise", d.noise, "use a value >= 0")

@@ -119,29 +119,61 @@ def token_injection(specific: dict[str, list[int]], in_label_rate: dict[str, dic
     all injected and plain sentences. Returns the report's `token_injection` dict."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(settings.seed)
-    plan: list[tuple[str, int, list[str], list[str]]] = []  # label, latent, tokens, sentences
-    for lab, ctrl in controls.items():
-        ids = sorted(specific.get(lab, []))
-        if settings.max_latents and len(ids) > settings.max_latents:
-            ids = sorted(rng.choice(ids, settings.max_latents, replace=False).tolist())
-        toks = peak_tokens(ids, label_rows[lab], top_indices, top_acts, sentence_index,
-                           thresholds, tokens, settings.n_tokens)
-        pick = ctrl if len(ctrl) <= settings.n_sentences else \
-            [ctrl[i] for i in sorted(rng.choice(len(ctrl), settings.n_sentences, replace=False))]
-        plan += [(lab, j, toks[j], pick) for j in ids if toks[j]]
+    plan = [step for lab, ctrl in controls.items()
+            for step in _plan_label(lab, ctrl, specific.get(lab, []), label_rows[lab], top_indices,
+                                    top_acts, sentence_index, tokens, thresholds, settings, rng)]
+    texts, lats, plain_at = _sentences_to_encode(plan, controls, rng)
+    fired = _fire_rates(encode, texts, lats, thresholds) if texts else np.zeros(0, bool)
+    fired_at = np.cumsum([0] + [len(x) for x in lats])  # text -> its first entry in `fired`
+    out = _score(plan, fired, fired_at, plain_at, specific, in_label_rate, controls, settings)
+    return {"status": "done", "labels": out, "n_encoded_sentences": len(texts),
+            "settings": vars(settings).copy(), "seconds": round(time.perf_counter() - t0, 2),
+            "definitions": DEFINITIONS}
+
+
+_Step = tuple[str, int, list[str], list[str]]  # label, latent, its peak tokens, sentences
+
+
+def _plan_label(lab: str, ctrl: list[str], specific: list[int], label_rows: np.ndarray,
+                top_indices: np.ndarray, top_acts: np.ndarray, sentence_index: np.ndarray,
+                tokens: np.ndarray, thresholds: np.ndarray, settings: InjectionSettings,
+                rng: np.random.Generator) -> list[_Step]:
+    """The latents of one label to test (at most max_latents, drawn), each with its peak
+    tokens and the baseline sentences (at most n_sentences, drawn) to inject them into."""
+    ids = sorted(specific)
+    if settings.max_latents and len(ids) > settings.max_latents:
+        ids = sorted(rng.choice(ids, settings.max_latents, replace=False).tolist())
+    toks = peak_tokens(ids, label_rows, top_indices, top_acts, sentence_index,
+                       thresholds, tokens, settings.n_tokens)
+    pick = ctrl if len(ctrl) <= settings.n_sentences else \
+        [ctrl[i] for i in sorted(rng.choice(len(ctrl), settings.n_sentences, replace=False))]
+    return [(lab, j, toks[j], pick) for j in ids if toks[j]]
+
+
+def _sentences_to_encode(plan: list[_Step], controls: dict[str, list[str]],
+                         rng: np.random.Generator
+                         ) -> tuple[list[str], list[list[int]], dict[str, int]]:
+    """Texts to encode, the latents to read in each, and where each label's plain ones start:
+    first the injected sentences of every tested latent, then each label's sentences once,
+    plain, for all its tested latents."""
     texts, lats = [], []
-    for _, j, toks, pick in plan:  # the injected sentences of each latent
+    for _, j, toks, pick in plan:
         texts += [inject(s, toks, rng) for s in pick]
         lats += [[j]] * len(pick)
     plain_at = {}
-    for lab in controls:  # each label's sentences once, plain, for all its tested latents
+    for lab in controls:
         ids = [j for lb, j, _, _ in plan if lb == lab]
         pick = next((p for lb, _, _, p in plan if lb == lab), [])
         plain_at[lab] = len(texts)
         texts += list(pick)
         lats += [ids] * len(pick)
-    fired = _fire_rates(encode, texts, lats, thresholds) if texts else np.zeros(0, bool)
-    fired_at = np.cumsum([0] + [len(x) for x in lats])  # text -> its first entry in `fired`
+    return texts, lats, plain_at
+
+
+def _score(plan: list[_Step], fired: np.ndarray, fired_at: np.ndarray, plain_at: dict[str, int],
+           specific: dict[str, list[int]], in_label_rate: dict[str, dict[int, float]],
+           controls: dict[str, list[str]], settings: InjectionSettings) -> dict:
+    """Per label: each tested latent's injected vs plain firing rate and the token-driven flag."""
     out, pos = {}, 0
     for lab in controls:
         out[lab] = {"n_specific": len(specific.get(lab, [])), "n_tested": 0, "n_flagged": 0,
@@ -167,9 +199,7 @@ def token_injection(specific: dict[str, list[int]], in_label_rate: dict[str, dic
             rec["flagged"].append(j)
     for rec in out.values():
         rec["share_flagged"] = rec["n_flagged"] / rec["n_tested"] if rec["n_tested"] else None
-    return {"status": "done", "labels": out, "n_encoded_sentences": len(texts),
-            "settings": vars(settings).copy(), "seconds": round(time.perf_counter() - t0, 2),
-            "definitions": DEFINITIONS}
+    return out
 
 
 def skipped(reason: str) -> dict:

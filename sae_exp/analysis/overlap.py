@@ -29,6 +29,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from itertools import combinations
+from typing import NamedTuple
 
 import numpy as np
 
@@ -344,9 +345,55 @@ def analyze(
     S, N = len(data.sentences), len(top_acts)
     design = label_design(np.asarray(data.sentences.labels), cfg.baseline)
     L = len(design.labels)
-    rng = np.random.default_rng(cfg.seed)
     splits, train = _split(data)
     fire = _firing(top_indices, top_acts, sent_idx, train[sent_idx], d_sae, cfg)
+    sel = _select_on_train(fire, design, train, S, d_sae, cfg, clock)
+    w_rows = None if W_dec is None else np.shape(W_dec)[0]
+    pairs = _pairs(design, sel.assoc.associated, sel.counts, sel.n, sel.subs, sel.null, cfg,
+                   W_dec if w_rows == d_sae else None)
+    clock.lap("pairs")
+    probes = _probe_on_test(top_indices, top_acts, data, design, splits, sel.assoc, d_sae, cfg)
+    clock.lap("probe")
+    examples = top_examples(fire.peaks, data, d_sae, cfg.top_examples, top_indices,
+                            top_acts)
+    hists = activation_histograms(top_indices, top_acts, d_sae)
+    clock.lap("latents")
+    _log_timings(clock, S, d_sae, L)
+    n = np.bincount(design.label_of, minlength=L).astype(np.float64)
+    warnings = _warnings(design, n, data, cfg) + probes.pop("warnings", [])
+    if w_rows is not None and w_rows != d_sae:
+        warnings.append(f"W_dec has {w_rows} rows, not d_sae={d_sae}: ignored.")
+    count = lambda mask: np.bincount(design.label_of[mask], minlength=L)  # noqa: E731
+    return Overlap(
+        design=design, assoc=sel.assoc, n=n, n_rows=count(sent_idx), n_train=count(train),
+        n_test=count(splits == "test"),
+        split_rule=data.sentences.split_rule or "not recorded by the data source",
+        thresholds=fire.thresholds,
+        density=np.bincount(top_indices[fire.active], minlength=d_sae) / max(N, 1),
+        fire_density=np.bincount(top_indices[fire.fires], minlength=d_sae) / max(N, 1),
+        active_entries=int(fire.active.sum()), firing_entries=int(fire.fires.sum()),
+        null=sel.null, subsamples=sel.subs if cfg.bootstrap else None, pairs=pairs,
+        naive=naive_overlap(fire.peaks, design, d_sae), probes=probes, examples=examples,
+        act_max=hists[0], act_hist=hists[1],
+        baseline_setting=cfg.baseline, settings=_settings(cfg, S, N, d_sae, sel.subs),
+        warnings=warnings, timings=clock.times)
+
+
+class _TrainSelection(NamedTuple):
+    """Association on train sentences with its subsamples and permutation null."""
+
+    assoc: Association
+    counts: np.ndarray  # [L, d_sae] train sentences of each label in which a latent fires
+    n: np.ndarray  # [L] train sentences per label
+    subs: Subsamples
+    null: PermutationNull
+
+
+def _select_on_train(fire: _Firing, design: LabelDesign, train: np.ndarray, S: int, d_sae: int,
+                     cfg: AnalysisConfig, clock: _Timer) -> _TrainSelection:
+    """Association sets, subsamples and permutation null, from train sentences only."""
+    rng = np.random.default_rng(cfg.seed)
+    L = len(design.labels)
     F_tr = firing_matrix(fire.peaks, fire.thresholds, S, d_sae)[np.flatnonzero(train)]
     design_tr = LabelDesign(design.labels, design.label_of[train], design.base)
     n_tr = np.bincount(design_tr.label_of, minlength=L).astype(np.float64)
@@ -358,42 +405,26 @@ def analyze(
     null = permutation_null(F_tr, design_tr, cfg.permutations, cfg.alpha, cfg.min_log2_ratio,
                             rng)
     clock.lap("permutations")
-    w_rows = None if W_dec is None else np.shape(W_dec)[0]
-    pairs = _pairs(design, assoc.associated, counts_tr, n_tr, subs, null, cfg,
-                   W_dec if w_rows == d_sae else None)
-    clock.lap("pairs")
-    probes = probe.sparse_probing(
+    return _TrainSelection(assoc, counts_tr, n_tr, subs, null)
+
+
+def _probe_on_test(top_indices: np.ndarray, top_acts: np.ndarray, data: ActivationSet,
+                   design: LabelDesign, splits: np.ndarray, assoc: Association, d_sae: int,
+                   cfg: AnalysisConfig) -> dict:
+    """Sparse probes on sentence-pooled codes (and the dense baseline), scored on test."""
+    sent_idx, S = np.asarray(data.sentence_index, dtype=np.int64), len(data.sentences)
+    return probe.sparse_probing(
         probe.pool_sentences(top_indices, top_acts, sent_idx, S, d_sae), design.labels,
         design.label_of, np.asarray(data.sentences.subsets).astype(str), splits,
         {lab: np.flatnonzero(assoc.specific[:, li]).tolist()
          for li, lab in enumerate(design.labels)},
         list(cfg.probe_k), cfg.probe_l2, dense=probe.pool_dense(data.acts, sent_idx, S))
-    clock.lap("probe")
-    examples = top_examples(fire.peaks, data, d_sae, cfg.top_examples, top_indices,
-                            top_acts)
-    hists = activation_histograms(top_indices, top_acts, d_sae)
-    clock.lap("latents")
+
+
+def _log_timings(clock: _Timer, S: int, d_sae: int, L: int) -> None:
     clock.times["total"] = time.perf_counter() - clock.t0
     log.info("overlap analysis: %d sentences, %d latents, %d labels in %.1fs (%s)", S, d_sae, L,
              clock.times["total"], ", ".join(f"{k} {v:.1f}s" for k, v in clock.times.items()))
-    n = np.bincount(design.label_of, minlength=L).astype(np.float64)
-    warnings = _warnings(design, n, data, cfg) + probes.pop("warnings", [])
-    if w_rows is not None and w_rows != d_sae:
-        warnings.append(f"W_dec has {w_rows} rows, not d_sae={d_sae}: ignored.")
-    count = lambda mask: np.bincount(design.label_of[mask], minlength=L)  # noqa: E731
-    return Overlap(
-        design=design, assoc=assoc, n=n, n_rows=count(sent_idx), n_train=count(train),
-        n_test=count(splits == "test"),
-        split_rule=data.sentences.split_rule or "not recorded by the data source",
-        thresholds=fire.thresholds,
-        density=np.bincount(top_indices[fire.active], minlength=d_sae) / max(N, 1),
-        fire_density=np.bincount(top_indices[fire.fires], minlength=d_sae) / max(N, 1),
-        active_entries=int(fire.active.sum()), firing_entries=int(fire.fires.sum()),
-        null=null, subsamples=subs if cfg.bootstrap else None, pairs=pairs,
-        naive=naive_overlap(fire.peaks, design, d_sae), probes=probes, examples=examples,
-        act_max=hists[0], act_hist=hists[1],
-        baseline_setting=cfg.baseline, settings=_settings(cfg, S, N, d_sae, subs),
-        warnings=warnings, timings=clock.times)
 
 
 def _pairs(design, assoc, counts, n, subs, null, cfg, W_dec) -> list[PairResult]:

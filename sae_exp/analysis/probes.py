@@ -188,18 +188,30 @@ def sparse_probing(
                             specific.get(lab, []), probe_k, l2, warnings)
         if res is not None:
             out["one_vs_rest"][lab] = res
+    out["multiclass"], out["multiclass_dense"] = _multiclass_probes(
+        pooled, dense, specific, labels, label_of, subsets, train, test, l2, warnings)
+    out["comparison"] = compare_probes(out)
+    return out
+
+
+def _multiclass_probes(pooled: sp.csr_matrix, dense: np.ndarray | None,
+                       specific: dict[str, list[int]], labels: list[str], label_of: np.ndarray,
+                       subsets: np.ndarray, train: np.ndarray, test: np.ndarray, l2: float,
+                       warnings: list[str]) -> tuple[dict | None, dict | None]:
+    """One probe over all labels on the union of specific latents, and one on the dense
+    activations (when given); None where it cannot be fitted."""
+    multi = multi_dense = None
     union = sorted({int(i) for ids in specific.values() for i in ids})
     if union and len(np.unique(label_of[train])) >= 2:
-        out["multiclass"] = _fit_and_score(pooled, union, label_of, train, test, len(labels), l2,
-                                           label_of, subsets, labels, keep_model=True)
-        out["multiclass"]["chance_balanced_accuracy"] = 1.0 / len(labels)
+        multi = _fit_and_score(pooled, union, label_of, train, test, len(labels), l2,
+                               label_of, subsets, labels, keep_model=True)
+        multi["chance_balanced_accuracy"] = 1.0 / len(labels)
     elif not union:
         warnings.append("multi-class probe skipped: no label has specific latents.")
     if dense is not None and len(np.unique(label_of[train])) >= 2:
-        out["multiclass_dense"] = _fit_and_score(dense, None, label_of, train, test, len(labels),
-                                                 l2, label_of, subsets, labels)
-    out["comparison"] = compare_probes(out)
-    return out
+        multi_dense = _fit_and_score(dense, None, label_of, train, test, len(labels),
+                                     l2, label_of, subsets, labels)
+    return multi, multi_dense
 
 
 def _label_probes(pooled, dense, li, labels, label_of, subsets, train, test, specific,

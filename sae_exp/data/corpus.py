@@ -16,6 +16,7 @@ import io
 import json
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -87,63 +88,96 @@ def _read_csv(p: Path, text: str) -> list[tuple[int, dict]]:
     return rows
 
 
+class _Row(NamedTuple):
+    """One corpus line after checking; optional columns are None when the corpus lacks them."""
+
+    text: str
+    label: str
+    subset: str
+    group: str | None
+    split: str | None
+    id: int | None
+
+
 def _to_sentences(p: Path, rows: list[tuple[int, dict]], test_fraction: float,
                   seed: int) -> Sentences:
-    has_split = any("split" in r for _, r in rows)
-    has_id = any("id" in r for _, r in rows)
-    has_group = any("group" in r for _, r in rows)
-    texts, labels, subsets, splits, ids, groups = [], [], [], [], [], []
-    for line, r in rows:
-        for col in REQUIRED:
-            if col not in r:
-                raise DataError(f"corpus {p} line {line}: missing column {col!r}; found "
-                                f"columns: {', '.join(map(str, r)) or '(none)'}.")
-        t = "" if r["text"] is None else str(r["text"]).strip()
-        if not t:
-            raise DataError(f"corpus {p} line {line}: empty text; remove the line or fill it.")
-        lab = "" if r["label"] is None else str(r["label"]).strip()
-        if not lab:
-            raise DataError(f"corpus {p} line {line}: empty label; every sentence needs one.")
-        texts.append(t)
-        labels.append(lab)
-        subsets.append(str(r.get("subset") or "").strip())
-        if has_group:
-            g = "" if r.get("group") is None else str(r["group"]).strip()
-            if not g:
-                raise DataError(f"corpus {p} line {line}: empty group; give every line a "
-                                "group or drop the group column everywhere.")
-            groups.append(g)
-        if has_split:
-            s = str(r.get("split") or "").strip().lower()
-            if s not in SPLITS:
-                raise DataError(f"corpus {p} line {line}: split {r.get('split')!r} is invalid; "
-                                "use train or test (or drop the split column everywhere).")
-            splits.append(s)
-        if has_id:
-            try:
-                ids.append(int(r["id"]))
-            except (KeyError, TypeError, ValueError):
-                raise DataError(f"corpus {p} line {line}: id {r.get('id')!r} is not an "
-                                "integer; give every line an integer id or none.") from None
-    labels_a, subsets_a = np.array(labels, dtype=str), np.array(subsets, dtype=str)
-    groups_a = np.array(groups, dtype=str) if has_group else None
+    has_split, has_id, has_group = (any(c in r for _, r in rows) for c in ("split", "id", "group"))
+    parsed = [_parse_row(p, line, r, has_split, has_id, has_group) for line, r in rows]
+    texts = [row.text for row in parsed]
+    labels_a = np.array([row.label for row in parsed], dtype=str)
+    subsets_a = np.array([row.subset for row in parsed], dtype=str)
+    groups_a = np.array([row.group for row in parsed], dtype=str) if has_group else None
     if has_split:
-        splits_a = np.array(splits, dtype=str)
-        for s in SPLITS:
-            if not (splits_a == s).any():
-                raise DataError(f"corpus {p}: no sentence has split {s!r}; the SAE needs train "
-                                "and test sentences.")
-        rule = "the corpus's own split column"
-        if groups_a is not None:
-            both = set(groups_a[splits_a == "train"]) & set(groups_a[splits_a == "test"])
-            rule += (f"; its groups are disjoint between train and test ({len(set(groups_a))} "
-                     "groups)" if not both else f"; {len(both)} groups occur in both train and "
-                     "test, so test accuracy partly measures recall of seen groups")
-            if both:
-                log.warning("corpus %s: %d groups occur in both splits", p, len(both))
-        else:
-            rule += " (no group column: whether test sentences resemble training ones is unknown)"
-    elif groups_a is not None:
+        splits_a, rule = _own_split(p, np.array([row.split for row in parsed], dtype=str), groups_a)
+    else:
+        splits_a, rule = _drawn_split(labels_a, subsets_a, groups_a, test_fraction, seed)
+    n_dup = len(texts) - len(set(texts))
+    if n_dup:
+        log.warning("corpus %s: %d duplicate texts (they may fall in both splits)", p, n_dup)
+    ids_a = np.array([row.id for row in parsed] if has_id else range(len(texts)), dtype=np.int64)
+    return Sentences(labels=labels_a, subsets=subsets_a, splits=splits_a,
+                     texts=np.array(texts, dtype=str), ids=ids_a, groups=groups_a,
+                     split_rule=rule)
+
+
+def _parse_row(p: Path, line: int, r: dict, has_split: bool, has_id: bool,
+               has_group: bool) -> _Row:
+    """Check one line; a column present anywhere in the corpus must be valid on every line."""
+    for col in REQUIRED:
+        if col not in r:
+            raise DataError(f"corpus {p} line {line}: missing column {col!r}; found "
+                            f"columns: {', '.join(map(str, r)) or '(none)'}.")
+    t = "" if r["text"] is None else str(r["text"]).strip()
+    if not t:
+        raise DataError(f"corpus {p} line {line}: empty text; remove the line or fill it.")
+    lab = "" if r["label"] is None else str(r["label"]).strip()
+    if not lab:
+        raise DataError(f"corpus {p} line {line}: empty label; every sentence needs one.")
+    subset = str(r.get("subset") or "").strip()
+    g = s = i = None
+    if has_group:
+        g = "" if r.get("group") is None else str(r["group"]).strip()
+        if not g:
+            raise DataError(f"corpus {p} line {line}: empty group; give every line a "
+                            "group or drop the group column everywhere.")
+    if has_split:
+        s = str(r.get("split") or "").strip().lower()
+        if s not in SPLITS:
+            raise DataError(f"corpus {p} line {line}: split {r.get('split')!r} is invalid; "
+                            "use train or test (or drop the split column everywhere).")
+    if has_id:
+        try:
+            i = int(r["id"])
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"corpus {p} line {line}: id {r.get('id')!r} is not an "
+                            "integer; give every line an integer id or none.") from None
+    return _Row(t, lab, subset, g, s, i)
+
+
+def _own_split(p: Path, splits_a: np.ndarray, groups_a: np.ndarray | None
+               ) -> tuple[np.ndarray, str]:
+    """The corpus's split column, checked, and a rule saying whether its groups leak."""
+    for s in SPLITS:
+        if not (splits_a == s).any():
+            raise DataError(f"corpus {p}: no sentence has split {s!r}; the SAE needs train "
+                            "and test sentences.")
+    rule = "the corpus's own split column"
+    if groups_a is not None:
+        both = set(groups_a[splits_a == "train"]) & set(groups_a[splits_a == "test"])
+        rule += (f"; its groups are disjoint between train and test ({len(set(groups_a))} "
+                 "groups)" if not both else f"; {len(both)} groups occur in both train and "
+                 "test, so test accuracy partly measures recall of seen groups")
+        if both:
+            log.warning("corpus %s: %d groups occur in both splits", p, len(both))
+    else:
+        rule += " (no group column: whether test sentences resemble training ones is unknown)"
+    return splits_a, rule
+
+
+def _drawn_split(labels_a: np.ndarray, subsets_a: np.ndarray, groups_a: np.ndarray | None,
+                 test_fraction: float, seed: int) -> tuple[np.ndarray, str]:
+    """A seeded split for a corpus without a split column: by group when it has groups."""
+    if groups_a is not None:
         splits_a = group_split(labels_a, groups_a, test_fraction, seed)
         rule = (f"by group: whole groups drawn at random (seed {seed}) until test_fraction="
                 f"{test_fraction} of each label's sentences are test; no group is in both splits")
@@ -152,13 +186,7 @@ def _to_sentences(p: Path, rows: list[tuple[int, dict]], test_fraction: float,
         rule = (f"by sentence: test_fraction={test_fraction} of each label's sentences drawn at "
                 f"random (seed {seed}), stratified by subset; the corpus has no group column, so "
                 "test sentences may share frames or sources with training ones")
-    n_dup = len(texts) - len(set(texts))
-    if n_dup:
-        log.warning("corpus %s: %d duplicate texts (they may fall in both splits)", p, n_dup)
-    ids_a = np.array(ids if has_id else range(len(texts)), dtype=np.int64)
-    return Sentences(labels=labels_a, subsets=subsets_a, splits=splits_a,
-                     texts=np.array(texts, dtype=str), ids=ids_a, groups=groups_a,
-                     split_rule=rule)
+    return splits_a, rule
 
 
 def group_split(labels: np.ndarray, groups: np.ndarray, test_fraction: float,

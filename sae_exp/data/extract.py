@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -87,16 +88,10 @@ def extract(sentences: Sentences, model_path: str, layer: int, pooling: str, max
     ids, special = enc["input_ids"], enc["special_tokens_mask"]
     keep = [np.flatnonzero(np.asarray(s) == 0) for s in special]
     _warn_truncated(tok, texts, ids, max_length)
-    n_rows = np.array([len(k) if pooling == "token" else 1 for k in keep], dtype=np.int64)
-    if pooling == "token" and (n_rows == 0).any():
-        log.warning("%d sentences have no non-special tokens and get no rows",
-                    int((n_rows == 0).sum()))
+    n_rows = _rows_per_sentence(keep, pooling)
     offsets = np.concatenate([[0], np.cumsum(n_rows)])
-    d = int(model.config.hidden_size)
-    acts = np.empty((int(offsets[-1]), d), dtype=np.float32)
+    rows = _Rows.empty(offsets, int(model.config.hidden_size))
     sentence_index = np.repeat(np.arange(len(texts), dtype=np.int64), n_rows)
-    tokens = np.empty(int(offsets[-1]), dtype=object)
-
     order = np.argsort([-len(x) for x in ids], kind="stable")
     pad_id = tok.pad_token_id
     blocks = _blocks(model, top)
@@ -104,30 +99,64 @@ def extract(sentences: Sentences, model_path: str, layer: int, pooling: str, max
     with torch.inference_mode(), tqdm(total=len(texts), desc="extract", unit="sent") as bar:
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            width = max(len(ids[i]) for i in batch)
-            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-                mask[row, : len(ids[i])] = 1
+            input_ids, mask = _padded_batch(ids, batch, pad_id)
             h = hidden_state(model, input_ids.to(device), mask.to(device), layer, blocks)
-            h = h.float().cpu().numpy()
-            for row, i in enumerate(batch):
-                k = keep[i]
-                lo, hi = offsets[i], offsets[i + 1]
-                if pooling == "token":
-                    acts[lo:hi] = h[row, k]
-                    tokens[lo:hi] = tok.convert_ids_to_tokens([ids[i][j] for j in k])
-                else:  # mean over real tokens; all tokens if a sentence has none
-                    acts[lo] = h[row, k].mean(0) if len(k) else h[row, : len(ids[i])].mean(0)
-                    tokens[lo] = texts[i]
+            _store_rows(rows, h.float().cpu().numpy(), batch, ids, keep, pooling, tok, texts)
             bar.update(len(batch))
     seconds = time.perf_counter() - t0
     log.info("extracted %d sentences (%d rows) in %.1fs: %.0f sentences/s%s", len(texts),
-             len(acts), seconds, len(texts) / max(seconds, 1e-9),
+             len(rows.acts), seconds, len(texts) / max(seconds, 1e-9),
              f" (blocks above layer {layer} skipped)" if blocks is not None and layer < top
              else "")
-    return acts, sentence_index, tokens.astype(str)
+    return rows.acts, sentence_index, rows.tokens.astype(str)
+
+
+def _rows_per_sentence(keep: list[np.ndarray], pooling: str) -> np.ndarray:
+    """Rows each sentence contributes: its non-special tokens, or 1 for mean pooling."""
+    n_rows = np.array([len(k) if pooling == "token" else 1 for k in keep], dtype=np.int64)
+    if pooling == "token" and (n_rows == 0).any():
+        log.warning("%d sentences have no non-special tokens and get no rows",
+                    int((n_rows == 0).sum()))
+    return n_rows
+
+
+def _padded_batch(ids: list[list[int]], batch: np.ndarray, pad_id: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids and attention mask [B, longest], right-padded with `pad_id`."""
+    width = max(len(ids[i]) for i in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, i in enumerate(batch):
+        input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+        mask[row, : len(ids[i])] = 1
+    return input_ids, mask
+
+
+class _Rows(NamedTuple):
+    """The output arrays `extract` fills: acts [N, d], tokens [N], sentence i at offsets[i:i+2]."""
+
+    acts: np.ndarray
+    tokens: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def empty(cls, offsets: np.ndarray, d: int) -> _Rows:
+        n = int(offsets[-1])
+        return cls(np.empty((n, d), dtype=np.float32), np.empty(n, dtype=object), offsets)
+
+
+def _store_rows(out: _Rows, h: np.ndarray, batch: np.ndarray, ids: list[list[int]],
+                keep: list[np.ndarray], pooling: str, tok, texts: list[str]) -> None:
+    """Copy one batch's hidden states h [B, T, d] into the rows of its sentences."""
+    for row, i in enumerate(batch):
+        k = keep[i]
+        lo, hi = out.offsets[i], out.offsets[i + 1]
+        if pooling == "token":
+            out.acts[lo:hi] = h[row, k]
+            out.tokens[lo:hi] = tok.convert_ids_to_tokens([ids[i][j] for j in k])
+        else:  # mean over real tokens; all tokens if a sentence has none
+            out.acts[lo] = h[row, k].mean(0) if len(k) else h[row, : len(ids[i])].mean(0)
+            out.tokens[lo] = texts[i]
 
 
 class _Reached(Exception):

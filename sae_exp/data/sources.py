@@ -213,40 +213,10 @@ def _hash_files(files: list[Path]) -> str:
 def assemble(where: str, acts: np.ndarray, fields: dict[str, np.ndarray], test_fraction: float,
              seed: int) -> ActivationSet:
     """Rows plus per-row metadata (labels, optional sentence_ids ...) -> ActivationSet."""
-    if "labels" not in fields:
-        raise DataError(f"{where}: missing key 'labels'; found keys: "
-                        f"{', '.join(['activations', *fields])}.")
-    if acts.ndim != 2:
-        raise DataError(f"{where}: activations has shape {acts.shape}; expected [N, d].")
-    if acts.shape[1] == 0:
-        raise DataError(f"{where}: activations has shape {acts.shape}: 0 columns; each row "
-                        "needs at least one value.")
-    if not np.issubdtype(acts.dtype, np.floating):
-        raise DataError(f"{where}: activations has dtype {acts.dtype}; expected floats.")
-    if acts.dtype != np.float32:
-        acts = np.asarray(acts, dtype=np.float32)
+    acts = _checked_acts(where, acts, fields)
     n = len(acts)
-    for k in ("labels", *OPTIONAL_KEYS):
-        if k in fields:
-            v = fields[k]
-            if v.ndim != 1:
-                raise DataError(f"{where}: {k} has shape {v.shape}; expected [N] = [{n}].")
-            if len(v) != n:
-                raise DataError(f"{where}: {k} has {len(v)} entries but activations has {n} "
-                                "rows; they must match.")
-    if "sentence_ids" in fields:
-        ids = fields["sentence_ids"]
-        if not np.issubdtype(ids.dtype, np.integer):
-            raise DataError(f"{where}: sentence_ids has dtype {ids.dtype}; expected integers.")
-        uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-        order = np.argsort(first, kind="stable")  # sentences in order of first appearance
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        sentence_index = rank[inverse.ravel()].astype(np.int64)
-        first_rows, sent_ids = first[order], uniq[order].astype(np.int64)
-    else:
-        sentence_index = np.arange(n, dtype=np.int64)
-        first_rows, sent_ids = sentence_index, sentence_index.copy()
+    _check_field_lengths(where, fields, n)
+    sentence_index, first_rows, sent_ids = _sentence_rows(where, fields, n)
 
     def per_sentence(key: str, strict: bool) -> np.ndarray | None:
         if key not in fields:
@@ -264,21 +234,73 @@ def assemble(where: str, acts: np.ndarray, fields: dict[str, np.ndarray], test_f
     s_splits = per_sentence("splits", strict=True)
     if s_subsets is None:
         s_subsets = np.full(len(first_rows), "", dtype=str)
-    if s_splits is not None:
-        bad = sorted(set(s_splits.tolist()) - set(SPLITS))
-        if bad:
-            raise DataError(f"{where}: splits holds {bad[0]!r}; use train or test.")
-        rule = "the file's own splits field"
-    else:
-        s_splits = stratified_split(s_labels, s_subsets, test_fraction, seed)
-        rule = (f"by sentence: test_fraction={test_fraction} of each label's sentences drawn at "
-                f"random (seed {seed}), stratified by subset")
+    s_splits, rule = _sentence_split(where, s_labels, s_subsets, s_splits, test_fraction, seed)
     sentences = Sentences(labels=s_labels, subsets=s_subsets, splits=s_splits,
                           texts=per_sentence("texts", strict=False), ids=sent_ids,
                           split_rule=rule)
     tokens = fields["tokens"].astype(str) if "tokens" in fields else None
     return ActivationSet(acts=acts, sentence_index=sentence_index, sentences=sentences,
                          tokens=tokens)
+
+
+def _checked_acts(where: str, acts: np.ndarray, fields: dict[str, np.ndarray]) -> np.ndarray:
+    """The activations as float32 [N, d], after checking labels exist and the shape and dtype."""
+    if "labels" not in fields:
+        raise DataError(f"{where}: missing key 'labels'; found keys: "
+                        f"{', '.join(['activations', *fields])}.")
+    if acts.ndim != 2:
+        raise DataError(f"{where}: activations has shape {acts.shape}; expected [N, d].")
+    if acts.shape[1] == 0:
+        raise DataError(f"{where}: activations has shape {acts.shape}: 0 columns; each row "
+                        "needs at least one value.")
+    if not np.issubdtype(acts.dtype, np.floating):
+        raise DataError(f"{where}: activations has dtype {acts.dtype}; expected floats.")
+    if acts.dtype != np.float32:
+        acts = np.asarray(acts, dtype=np.float32)
+    return acts
+
+
+def _check_field_lengths(where: str, fields: dict[str, np.ndarray], n: int) -> None:
+    for k in ("labels", *OPTIONAL_KEYS):
+        if k in fields:
+            v = fields[k]
+            if v.ndim != 1:
+                raise DataError(f"{where}: {k} has shape {v.shape}; expected [N] = [{n}].")
+            if len(v) != n:
+                raise DataError(f"{where}: {k} has {len(v)} entries but activations has {n} "
+                                "rows; they must match.")
+
+
+def _sentence_rows(where: str, fields: dict[str, np.ndarray], n: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sentence_index [N], first row of each sentence, sentence ids): sentences numbered in
+    order of first appearance; without sentence_ids every row is its own sentence."""
+    if "sentence_ids" not in fields:
+        sentence_index = np.arange(n, dtype=np.int64)
+        return sentence_index, sentence_index, sentence_index.copy()
+    ids = fields["sentence_ids"]
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise DataError(f"{where}: sentence_ids has dtype {ids.dtype}; expected integers.")
+    uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # sentences in order of first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    sentence_index = rank[inverse.ravel()].astype(np.int64)
+    return sentence_index, first[order], uniq[order].astype(np.int64)
+
+
+def _sentence_split(where: str, labels: np.ndarray, subsets: np.ndarray,
+                    splits: np.ndarray | None, test_fraction: float, seed: int
+                    ) -> tuple[np.ndarray, str]:
+    """The file's own splits when given (checked), else a seeded stratified draw; plus its rule."""
+    if splits is not None:
+        bad = sorted(set(splits.tolist()) - set(SPLITS))
+        if bad:
+            raise DataError(f"{where}: splits holds {bad[0]!r}; use train or test.")
+        return splits, "the file's own splits field"
+    splits = stratified_split(labels, subsets, test_fraction, seed)
+    return splits, (f"by sentence: test_fraction={test_fraction} of each label's sentences drawn "
+                    f"at random (seed {seed}), stratified by subset")
 
 
 # ---------------------------------------------------------------- checks

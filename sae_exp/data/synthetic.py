@@ -63,27 +63,11 @@ def make_synthetic(cfg: SyntheticDataConfig) -> ActivationSet:
     labels = np.repeat(np.array(cfg.labels, dtype=object), cfg.n_sentences)
     n_sent = len(labels)
     t = cfg.tokens_per_sentence
-    n_rows = n_sent * t
     sentence_index = np.repeat(np.arange(n_sent), t)
-    common = np.array(plant["common"])
-    codes = np.zeros((n_rows, n_feat), dtype=np.float32)
-    for s in range(n_sent):
-        marker_pool = np.array(plant["label_features"][labels[s]])
-        for r in range(s * t, (s + 1) * t):
-            n_bg = cfg.features_per_token
-            if rng.random() < cfg.marker_prob:
-                codes[r, rng.choice(marker_pool)] = rng.uniform(0.5, 1.5)
-                n_bg -= 1
-            chosen = rng.choice(common, size=min(n_bg, len(common)), replace=False)
-            codes[r, chosen] = rng.uniform(0.5, 1.5, size=len(chosen))
-    acts = codes @ directions + cfg.noise * rng.standard_normal((n_rows, cfg.d_in))
+    codes = _planted_codes(cfg, rng, plant, labels)
+    acts = codes @ directions + cfg.noise * rng.standard_normal((n_sent * t, cfg.d_in))
     acts = acts.astype(np.float32)
-
-    splits = np.full(n_sent, "train", dtype=object)
-    for lab in cfg.labels:
-        where = np.flatnonzero(labels == lab)
-        n_test = max(1, round(cfg.test_fraction * len(where)))
-        splits[rng.choice(where, size=n_test, replace=False)] = "test"
+    splits = _test_split(cfg, rng, labels)
     sentences = Sentences(
         labels=labels.astype(str),
         subsets=np.full(n_sent, "", dtype=object).astype(str),
@@ -104,3 +88,33 @@ def make_synthetic(cfg: SyntheticDataConfig) -> ActivationSet:
         meta={"source": "synthetic", **params},
         planted={**plant, "directions": directions, "codes": codes},
     )
+
+
+def _planted_codes(cfg: SyntheticDataConfig, rng: np.random.Generator, plant: dict,
+                   labels: np.ndarray) -> np.ndarray:
+    """True codes [sentences * tokens_per_sentence, n_features]: each token gets its label's
+    marker with probability marker_prob, and common features up to features_per_token."""
+    t = cfg.tokens_per_sentence
+    common = np.array(plant["common"])
+    codes = np.zeros((len(labels) * t, plant["n_features"]), dtype=np.float32)
+    for s in range(len(labels)):
+        marker_pool = np.array(plant["label_features"][labels[s]])
+        for r in range(s * t, (s + 1) * t):
+            n_bg = cfg.features_per_token
+            if rng.random() < cfg.marker_prob:
+                codes[r, rng.choice(marker_pool)] = rng.uniform(0.5, 1.5)
+                n_bg -= 1
+            chosen = rng.choice(common, size=min(n_bg, len(common)), replace=False)
+            codes[r, chosen] = rng.uniform(0.5, 1.5, size=len(chosen))
+    return codes
+
+
+def _test_split(cfg: SyntheticDataConfig, rng: np.random.Generator,
+                labels: np.ndarray) -> np.ndarray:
+    """"train"/"test" per sentence: test_fraction of each label (at least one) drawn at random."""
+    splits = np.full(len(labels), "train", dtype=object)
+    for lab in cfg.labels:
+        where = np.flatnonzero(labels == lab)
+        n_test = max(1, round(cfg.test_fraction * len(where)))
+        splits[rng.choice(where, size=n_test, replace=False)] = "test"
+    return splits

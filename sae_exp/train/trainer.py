@@ -156,11 +156,7 @@ class Trainer:
         """One optimizer step on x; under DDP x is this rank's slice of a batch of `n_rows`
         rows and `grad_weight` its share of the batch gradient."""
         sae, sp = self.sae, self.sp_cfg
-        factor = lr_factor(self.state.step, total, self.opt_cfg.warmup_steps,
-                           self.opt_cfg.schedule, self.opt_cfg.min_lr_ratio,
-                           self.opt_cfg.decay_fraction)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.opt_cfg.lr * factor
+        factor = self._set_lr(total)
         with self._autocast():
             out = sae(x)
             acts = out.enc.top_acts
@@ -171,25 +167,8 @@ class Trainer:
             aux = self._aux_loss(x, out) if sp.aux_coeff > 0 and sp.kind != "relu_l1" else None
             if aux is not None:
                 loss = loss + sp.aux_coeff * aux
-        finite = bool(torch.isfinite(loss))
-        if self.dist is not None:
-            finite = not self.dist.any(not finite)
-        if not finite:
-            raise TrainingError(
-                f"non-finite loss ({float(loss.detach())}) at step {self.state.step}: "
-                f"{self._kept()}; lower optimizer.lr or check the activations for outliers."
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.dist is not None:
-            self.dist.all_reduce_grads(list(sae.parameters()), grad_weight)
-        if self.normalize_decoder:
-            sae.remove_parallel_grad()
-        if self.opt_cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(sae.parameters(), self.opt_cfg.grad_clip)
-        self.optimizer.step()
-        if self.normalize_decoder:
-            sae.normalize_decoder()
+        self._check_finite(loss)
+        self._update_parameters(loss, grad_weight)
         self._update_dead(acts.detach(), out.enc.top_indices, n_rows or x.shape[0])
         with torch.no_grad():
             return {
@@ -201,6 +180,41 @@ class Trainer:
                 "batch_fvu": batch_fvu(x.float(), out.x_hat.float()),
                 "lr": self.opt_cfg.lr * factor,
             }
+
+    def _set_lr(self, total: int) -> float:
+        """Set this step's learning rate from the schedule; returns its factor of optimizer.lr."""
+        factor = lr_factor(self.state.step, total, self.opt_cfg.warmup_steps,
+                           self.opt_cfg.schedule, self.opt_cfg.min_lr_ratio,
+                           self.opt_cfg.decay_fraction)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.opt_cfg.lr * factor
+        return factor
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        """Stop on a non-finite loss (on any rank) before it reaches the weights."""
+        finite = bool(torch.isfinite(loss))
+        if self.dist is not None:
+            finite = not self.dist.any(not finite)
+        if not finite:
+            raise TrainingError(
+                f"non-finite loss ({float(loss.detach())}) at step {self.state.step}: "
+                f"{self._kept()}; lower optimizer.lr or check the activations for outliers."
+            )
+
+    def _update_parameters(self, loss: torch.Tensor, grad_weight: float) -> None:
+        """Backward, gradient all-reduce under DDP, decoder-norm projection, clipping, step."""
+        sae = self.sae
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.dist is not None:
+            self.dist.all_reduce_grads(list(sae.parameters()), grad_weight)
+        if self.normalize_decoder:
+            sae.remove_parallel_grad()
+        if self.opt_cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), self.opt_cfg.grad_clip)
+        self.optimizer.step()
+        if self.normalize_decoder:
+            sae.normalize_decoder()
 
     def _aux_loss(self, x: torch.Tensor, out) -> torch.Tensor | None:
         dead = self.state.rows_since_fired.to(x.device) > self.sp_cfg.dead_after_rows
