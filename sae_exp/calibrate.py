@@ -140,14 +140,9 @@ def _pipeline_one(seed: int, out: str) -> dict:
                                     for k, p in rep["pairs"].items()}}
 
 
-def pipeline_study(n_sets: int, out: Path, workers: int) -> dict:
-    """Coverage of the planted Jaccard by the report's interval, SAE learning error included."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    seeds = range(PIPELINE_SEED0, PIPELINE_SEED0 + n_sets)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        rows = list(tqdm(pool.map(_pipeline_one, seeds, [str(out / "runs")] * n_sets),
-                         total=n_sets, desc="pipeline"))
+def pipeline_coverage(rows: list[dict]) -> dict[str, dict]:
+    """Per label pair: planted Jaccard, how many data sets' intervals cover it, mean reported
+    Jaccard. A missing interval (no subsamples) counts as the point estimate."""
     per_pair: dict[str, dict] = {}
     for r in rows:
         for key, p in r["pairs"].items():
@@ -160,6 +155,18 @@ def pipeline_study(n_sets: int, out: Path, workers: int) -> dict:
     for d in per_pair.values():
         d["coverage"] = d["covered"] / max(d["n"], 1)
         d["mean_jaccard"] = float(np.mean(d.pop("jaccards")))
+    return per_pair
+
+
+def pipeline_study(n_sets: int, out: Path, workers: int) -> dict:
+    """Coverage of the planted Jaccard by the report's interval, SAE learning error included."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    seeds = range(PIPELINE_SEED0, PIPELINE_SEED0 + n_sets)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        rows = list(tqdm(pool.map(_pipeline_one, seeds, [str(out / "runs")] * n_sets),
+                         total=n_sets, desc="pipeline"))
+    per_pair = pipeline_coverage(rows)
     return {"n_sets": n_sets, "seeds": [int(s) for s in seeds], "pairs": per_pair, "rows": rows}
 
 

@@ -62,3 +62,14 @@ def test_calibrate_command_writes_numbers_and_figures(tmp_path, capsys):
     assert saved["coverage"]["n_sets"] == 4 and len(saved["null_p_value"]["p_values"]) == 4
     assert "interval coverage (nominal 95%)" in capsys.readouterr().out
     assert res["summary"] == saved["summary"]
+
+
+def test_pipeline_coverage_counts_intervals_that_hold_the_planted_value():
+    from sae_exp.calibrate import pipeline_coverage
+
+    pair = lambda j, ci: {"a|b": {"jaccard": j, "ci": ci, "planted": 0.2}}  # noqa: E731
+    rows = [{"pairs": pair(0.2, [0.18, 0.22])}, {"pairs": pair(0.1, [0.05, 0.15])},
+            {"pairs": pair(0.2, None)}, {"pairs": pair(0.25, [0.2, 0.3])}]
+    d = pipeline_coverage(rows)["a|b"]
+    assert (d["covered"], d["n"]) == (3, 4)  # the second misses; no interval = the point 0.2
+    assert d["coverage"] == 0.75 and d["mean_jaccard"] == pytest.approx(0.1875)
