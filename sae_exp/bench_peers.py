@@ -13,7 +13,7 @@ to the floor, and how many times faster ours is (median of per-round ratios).
 Quality: every implementation trains for the same steps on the same batches, then held-out FVU
 (sum ||x - x_hat||^2 / sum ||x - mean||^2), dead fraction (latents that never fire on the held-out
 rows) and, on the ground-truth set, recovery (share of true features whose best decoder row has
-cosine > 0.9). Ours trains with the shipped defaults (our Trainer: cosine schedule, AuxK, grad
+cosine > 0.9). Ours trains with the shipped defaults (our Trainer: its default schedule, AuxK, grad
 clip); the peers with constant lr and their own loss, init and decoder handling (sparsify starts
 b_dec at the first batch's mean, as its trainer does; SAELens counts dead latents over its
 default 1000-step window). Data: a ground-truth set built here (a known unit dictionary, sparse
