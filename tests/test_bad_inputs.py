@@ -273,14 +273,13 @@ def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("bad_inputs")
 
 
-@pytest.fixture(scope="module")
-def results(work) -> dict[str, Result]:
+def run_batch(work: Path, cases: list[tuple], env_of=lambda name: {}) -> dict[str, Result]:
+    """Run (name, module, func, args) cases one after another in one driver process (one
+    interpreter start-up for all of them); each case's exit code and output by name."""
     (work / "cli_batch.py").write_text(DRIVER)
-    cases = _cases(work)
     spec = work / "cases.json"
-    spec.write_text(json.dumps([
-        {"name": n, "module": m, "func": f, "args": a,
-         "env": {"HYDRA_FULL_ERROR": "1"} if n in FULL_ERROR else {}} for n, m, f, a in cases]))
+    spec.write_text(json.dumps([{"name": n, "module": m, "func": f, "args": a,
+                                 "env": env_of(n)} for n, m, f, a in cases]))
     path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
     proc = run_cli("cli_batch", [str(spec)], cwd=work, env={"PYTHONPATH": path}, timeout=600)
     out: dict[str, Result] = {}
@@ -290,6 +289,13 @@ def results(work) -> dict[str, Result]:
         out[name] = Result(int(tail.split("@@", 1)[0]), body)
     missing = [n for n, *_ in cases if n not in out]
     assert not missing, f"cases without a result: {missing}\n{proc.stdout[-3000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def results(work) -> dict[str, Result]:
+    out = run_batch(work, _cases(work),
+                    lambda n: {"HYDRA_FULL_ERROR": "1"} if n in FULL_ERROR else {})
     for setup in ("typo", "good", "prepare"):
         assert out[setup].rc == (2 if setup == "typo" else 0), out[setup].out[-3000:]
     return out

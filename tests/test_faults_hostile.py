@@ -27,11 +27,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY, run_cli
-from test_bad_inputs import DRIVER, Result
+from test_bad_inputs import Result, run_batch
 
 from sae_exp import files
 
-TESTS = Path(__file__).resolve().parent
 RUN = [*TINY, "trainer.num_threads=1"]
 FILE = ["data=file", "wandb.mode=disabled", "model.hidden_dim=16", "sparsity.top_k=2",
         "trainer.epochs=2", "trainer.batch_size=64", "analysis.bootstrap=10",
@@ -250,23 +249,11 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def results(work, readonly, tiny_disk) -> dict[str, Result]:
-    (work / "cli_batch.py").write_text(DRIVER)
     cases = _cases(work, readonly)
     if tiny_disk is not None:
         cases.append(("real_disk_full", "sae_exp.run", "cli",
                       [*RUN, f"hydra.run.dir={tiny_disk / 'run'}"]))
-    spec = work / "cases.json"
-    spec.write_text(json.dumps([{"name": n, "module": m, "func": f, "args": a, "env": {}}
-                                for n, m, f, a in cases]))
-    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
-    proc = run_cli("cli_batch", [str(spec)], cwd=work, env={"PYTHONPATH": path}, timeout=600)
-    out: dict[str, Result] = {}
-    for chunk in proc.stdout.split("@@BEGIN ")[1:]:
-        name, rest = chunk.split("@@\n", 1)
-        body, _, tail = rest.rpartition("@@END rc=")
-        out[name] = Result(int(tail.split("@@", 1)[0]), body)
-    missing = [n for n, *_ in cases if n not in out]
-    assert not missing, f"cases without a result: {missing}\n{proc.stdout[-3000:]}"
+    out = run_batch(work, cases)
     for setup in ("good", "prepare"):
         assert out[setup].rc == 0, out[setup].out[-3000:]
     return out
