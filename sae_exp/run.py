@@ -236,14 +236,14 @@ def _set_status(run_dir: Path, status: str, **fields: Any) -> None:
 def _failed(run_dir: Path, e: UserError, status: str = "failed") -> UserError:
     """Record a failure in run_info.json (best effort: the disk may be full); after training the
     message says how to finish the run."""
-    new, status = status, files.read_status(run_dir)
-    if status == "trained" and isinstance(e, WriteError):
+    previous = files.read_status(run_dir)
+    if previous == "trained" and isinstance(e, WriteError):
         e = WriteError(f"{str(e).rstrip('.')}; the trained weights and checkpoint are kept: "
                        f"finish with python -m sae_exp.run resume={run_dir} "
                        "hydra.run.dir=<new dir>.")
-    if status is not None:
+    if previous is not None:
         try:
-            _set_status(run_dir, new, error=str(e), after=status)
+            _set_status(run_dir, status, error=str(e), after=previous)
         except UserError:
             pass
     return e
@@ -391,7 +391,8 @@ def save_trained(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path)
 
 def analyse(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path,
             device: torch.device) -> dict:
-    """Analysis stage: save the SAE, encode every row, quality metrics and the overlap report."""
+    """Analysis stage: encode every row, quality metrics, the overlap report and the checks
+    that depend on the data source (ground-truth recovery, token injection)."""
     sae, data, X = fitted.sae, prepared.data, prepared.X
     top_idx, top_acts = encode_rows(sae, X, device)
     quality = quality_metrics(sae, X, prepared.test_rows, top_idx, top_acts, device)
