@@ -137,13 +137,7 @@ def _human(n: int) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    data = text.encode("utf-8")
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            f.write(data)
-
-    atomic_write(path, write, len(data))
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -366,23 +360,21 @@ def _read_pid(fd: int) -> int | None:
         return None
 
 
-def read_status(run_dir: Path) -> str | None:
-    """run_info.json's `status` (running | trained | complete | incomplete | stopped | failed),
-    or None when there is no readable run_info.json (a run of an older version, or none)."""
+def _read_run_info(run_dir: Path) -> dict:
+    """run_info.json as a dict; {} when it is missing, unreadable or not a JSON object."""
     try:
         info = json.loads((Path(run_dir) / RUN_INFO).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    return info.get("status") if isinstance(info, dict) else None
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def read_status(run_dir: Path) -> str | None:
+    """run_info.json's `status` (running | trained | complete | incomplete | stopped | failed),
+    or None when there is no readable run_info.json (a run of an older version, or none)."""
+    return _read_run_info(run_dir).get("status")
 
 
 def update_run_info(run_dir: Path, **fields: Any) -> None:
     """Merge `fields` into run_info.json (written atomically)."""
-    path = Path(run_dir) / RUN_INFO
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        info = {}
-    info = info if isinstance(info, dict) else {}
-    info.update(fields)
-    atomic_write_json(path, info)
+    atomic_write_json(Path(run_dir) / RUN_INFO, {**_read_run_info(run_dir), **fields})
