@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from sae_exp import files
+from sae_exp.report.numbers import jsonable
 
 PAGE = "report.html"
 SWEEP_PAGE = "comparison.html"
@@ -236,18 +237,7 @@ def build_sweep_page(title: str, columns: list[str], rows: list[dict], job_dirs:
     figs = [(Path(f).name, base64.b64encode(Path(f).read_bytes()).decode("ascii"))
             for f in figures if Path(f).is_file()]
     data = {"title": title, "columns": columns, "rows": data_rows, "figures": figs}
-    return render_page(title, "sweep", _finite(data))
-
-
-def _finite(obj):
-    """NaN/Inf -> None: the page's JSON has no NaN."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    return render_page(title, "sweep", jsonable(data))
 
 
 def load_decoder(run_dir: Path) -> np.ndarray | None:

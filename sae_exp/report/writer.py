@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,29 +19,9 @@ from sae_exp import files
 from sae_exp.report import html
 from sae_exp.report.figures import write_figures
 from sae_exp.report.markdown import render_markdown
+from sae_exp.report.numbers import jsonable
 
 log = logging.getLogger(__name__)
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON values: numpy -> Python, NaN/Inf -> null (JSON has no NaN), sets sorted."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (set, frozenset)):
-        return [_jsonable(v) for v in sorted(obj)]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def write_report(run_dir: Path, report: dict, history: list[dict]) -> None:
@@ -53,7 +31,7 @@ def write_report(run_dir: Path, report: dict, history: list[dict]) -> None:
     Figures come first: one that cannot be drawn is logged and listed in the report's
     warnings instead of costing the run its report."""
     run_dir = Path(run_dir)
-    rep = _jsonable(report)
+    rep = jsonable(report)
     rep.setdefault("warnings", [])
     for name, error in write_figures(run_dir / files.FIGURES, rep, history or []):
         rep["warnings"].append(f"figure {name} could not be drawn: {error}")
