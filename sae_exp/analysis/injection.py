@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sae_exp.analysis.firing import firing_matrix, sentence_peaks
+
 Encoder = Callable[[list[str]], tuple[np.ndarray, np.ndarray, np.ndarray]]
 SPECIAL = {"[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]", "<s>", "</s>", "<pad>", "<unk>",
            "<|endoftext|>"}
@@ -72,16 +74,12 @@ def peak_tokens(latents: list[int], label_rows: np.ndarray, top_indices: np.ndar
     """For each latent, its `n_tokens` most frequent peak tokens over the given rows (rows of
     the label's train sentences); a sentence counts when the latent fires there."""
     rows = np.flatnonzero(label_rows)
-    idx, val = top_indices[rows], top_acts[rows]
-    want = np.isin(idx, latents) & (val > thresholds[idx]) & (val > 0)
-    r, slot = np.nonzero(want)
-    lat, act, row = idx[r, slot], val[r, slot], rows[r]
-    sent = sentence_index[row]
-    order = np.lexsort((-act, sent, lat))  # per (latent, sentence): the highest first
-    lat, sent, row = lat[order], sent[order], row[order]
-    first = np.r_[True, (lat[1:] != lat[:-1]) | (sent[1:] != sent[:-1])] if len(lat) else []
+    peaks = sentence_peaks(top_indices[rows], top_acts[rows], sentence_index[rows],
+                           len(thresholds))
+    keep = np.isin(peaks.latent, latents) & (peaks.value > thresholds[peaks.latent])
+    lat, row = peaks.latent[keep], rows[peaks.row[keep]]  # one (latent, sentence) each
     counts: dict[int, Counter] = {int(j): Counter() for j in latents}
-    for j, rr in zip(lat[first], row[first], strict=True):
+    for j, rr in zip(lat, row, strict=True):
         t = clean_token(str(tokens[rr]))
         if t is not None:
             counts[int(j)][t] += 1
@@ -100,11 +98,10 @@ def _fire_rates(encode: Encoder, texts: list[str], latents_per_text: list[list[i
                 thresholds: np.ndarray) -> np.ndarray:
     """Whether each text's latents fire in it (one flat bool array, in the given order)."""
     idx, val, sent = encode(texts)
-    fires: set[tuple[int, int]] = set()
-    hit = (val > thresholds[idx]) & (val > 0)
-    for s, j in zip(sent[np.nonzero(hit)[0]], idx[hit], strict=True):
-        fires.add((int(s), int(j)))
-    return np.array([(s, j) in fires for s, lats in enumerate(latents_per_text) for j in lats])
+    F = firing_matrix(sentence_peaks(idx, val, sent, len(thresholds)), thresholds, len(texts),
+                      len(thresholds))
+    return np.array([F[s, j] > 0 for s, lats in enumerate(latents_per_text) for j in lats],
+                    dtype=bool)
 
 
 def token_injection(specific: dict[str, list[int]], in_label_rate: dict[str, dict[int, float]],
