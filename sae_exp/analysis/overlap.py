@@ -41,6 +41,7 @@ from sae_exp.analysis.association import (
     label_counts,
     label_design,
 )
+from sae_exp.analysis.decoder import unit_rows
 from sae_exp.analysis.definitions import NEAR_DUPLICATE_COS
 from sae_exp.analysis.firing import Peaks, firing_matrix, firing_thresholds, sentence_peaks
 from sae_exp.analysis.uncertainty import (
@@ -68,10 +69,7 @@ def _near_duplicates(W_dec, only_a: list[int], only_b: list[int]) -> list[list]:
     """(latent only in A, latent only in B, cosine) with decoder cosine >= NEAR_DUPLICATE_COS."""
     if W_dec is None or not only_a or not only_b:
         return []
-    Wa, Wb = W_dec[only_a].astype(np.float64), W_dec[only_b].astype(np.float64)
-    Wa /= np.maximum(np.linalg.norm(Wa, axis=1, keepdims=True), 1e-12)
-    Wb /= np.maximum(np.linalg.norm(Wb, axis=1, keepdims=True), 1e-12)
-    cos = Wa @ Wb.T
+    cos = unit_rows(W_dec[only_a]) @ unit_rows(W_dec[only_b]).T
     ia, ib = np.nonzero(cos >= NEAR_DUPLICATE_COS)
     order = np.argsort(-cos[ia, ib])[:MAX_NEAR_DUPLICATES]
     return [[int(only_a[ia[i]]), int(only_b[ib[i]]), round(float(cos[ia[i], ib[i]]), 4)]

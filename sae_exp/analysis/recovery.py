@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sae_exp.analysis.decoder import unit_rows
+
 RECOVERED_COS = 0.9
 ATTRIBUTED_COS = 0.5
 BUCKET_EDGES = (0.005, 0.01, 0.02)  # firing frequency buckets: <0.5%, 0.5-1%, 1-2%, >=2%
@@ -25,8 +27,8 @@ BUCKET_EDGES = (0.005, 0.01, 0.02)  # firing frequency buckets: <0.5%, 0.5-1%, 1
 
 def cosine_matrix(W_dec: np.ndarray, directions: np.ndarray) -> np.ndarray:
     """[d_sae, n_features] cosines between decoder rows and true directions."""
-    w = W_dec / np.maximum(np.linalg.norm(W_dec, axis=1, keepdims=True), 1e-12)
-    d = directions / np.maximum(np.linalg.norm(directions, axis=1, keepdims=True), 1e-12)
+    w = unit_rows(W_dec, np.asarray(W_dec).dtype)  # normalised in its own precision
+    d = unit_rows(directions, np.asarray(directions).dtype)
     return w.astype(np.float64) @ d.astype(np.float64).T
 
 

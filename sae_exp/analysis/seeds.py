@@ -24,13 +24,9 @@ from itertools import combinations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from sae_exp.analysis.decoder import unit_rows
+
 MATCH_LEVELS = (0.7, 0.9)  # the matched-cosine levels whose fractions are reported
-
-
-def unit_rows(W: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (a zero row stays zero)."""
-    W = np.asarray(W, dtype=np.float64)
-    return W / np.maximum(np.linalg.norm(W, axis=1, keepdims=True), 1e-12)
 
 
 def match_pair(W_a: np.ndarray, W_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from sae_exp import files
+from sae_exp.analysis.decoder import unit_rows
 from sae_exp.report.numbers import jsonable
 
 PAGE = "report.html"
@@ -69,8 +70,7 @@ def nearest_latents(W_dec: np.ndarray | None, ids: list[int], k: int = N_NEIGHBO
     """For each latent in `ids`, its `k` nearest other latents by decoder cosine [[id, cos]]."""
     if W_dec is None or not ids or len(W_dec) < 2:
         return {}
-    W = np.asarray(W_dec, dtype=np.float32)
-    W = W / np.maximum(np.linalg.norm(W, axis=1, keepdims=True), 1e-12)
+    W = unit_rows(W_dec, np.float32)
     k = min(k, len(W) - 1)
     out: dict[int, list[list]] = {}
     for lo in range(0, len(ids), block):
