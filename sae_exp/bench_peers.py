@@ -232,9 +232,10 @@ def evaluate(impl: Impl, X: torch.Tensor, truth: torch.Tensor | None, chunk: int
     out = {"fvu": err / float((X - X.mean(0)).pow(2).sum()),
            "dead": 1.0 - float(fired.float().mean())}
     if truth is not None:
-        W = impl.W_dec().detach().float()
-        cos = (truth @ (W / W.norm(dim=1, keepdim=True).clamp_min(1e-8)).T).max(1).values
-        out["recovery"] = float((cos > 0.9).float().mean())
+        from sae_exp.analysis.recovery import RECOVERED_COS, cosine_matrix
+
+        cos = cosine_matrix(impl.W_dec().detach().float().numpy(), truth.numpy()).max(0)
+        out["recovery"] = float((cos > RECOVERED_COS).mean())
     return out
 
 
