@@ -49,6 +49,9 @@ class OptimizerConfig:
     min_lr_ratio: float = 0.0  # cosine and linear_decay end at lr * min_lr_ratio
     decay_fraction: float = 0.2  # linear_decay: share of the steps, at the end, that decay
     grad_clip: float = 1.0  # max global grad norm; 0 disables
+    lr_scale_W_dec: float = 10.0  # W_dec's lr = lr * this at lr_scale_batch (README: defaults)
+    lr_scale_W_enc: float = 3.0  # W_enc's lr = lr * this at lr_scale_batch; biases keep lr
+    lr_scale_batch: int | None = 4096  # the two scales go as sqrt(batch / this); null: fixed
 
 
 @dataclass
@@ -325,6 +328,11 @@ def _check_optimizer(o: OptimizerConfig) -> None:
     _check(0 < o.decay_fraction <= 1, "optimizer.decay_fraction", o.decay_fraction,
            "use a value in (0, 1]")
     _check(o.grad_clip >= 0, "optimizer.grad_clip", o.grad_clip, "use >= 0 (0 disables clipping)")
+    for key in ("lr_scale_W_dec", "lr_scale_W_enc"):
+        _check(getattr(o, key) > 0, f"optimizer.{key}", getattr(o, key),
+               "use a factor > 0 (1 gives the parameter the base lr)")
+    _check(o.lr_scale_batch is None or o.lr_scale_batch >= 1, "optimizer.lr_scale_batch",
+           o.lr_scale_batch, "use an integer >= 1, or null to apply the scales unchanged")
 
 
 def _check_trainer(t: TrainerConfig) -> None:

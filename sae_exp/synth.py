@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-import time
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -97,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%X")
     gt = [o for o in args.overrides if o.startswith("gt.")]
     rest = [o for o in args.overrides if not o.startswith("gt.")]
-    out = Path(args.out or f"outputs/synth/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+    # microseconds and pid, like run dirs: two benchmarks started in one second get two dirs
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S_%f")
+    out = Path(args.out or f"outputs/synth/{stamp}_{os.getpid()}")
     try:
         rep = benchmark(parse_spec(gt), rest, out)
     except UserError as e:

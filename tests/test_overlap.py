@@ -197,6 +197,24 @@ def test_screened_batch_association_equals_the_exact_one(pitfall):
             np.testing.assert_array_equal(fast[i], exact)
 
 
+def test_specific_needs_a_higher_rate_than_every_other_label():
+    """A latent shared by labels c and q whose c association misses BH is associated with q
+    only, but it is not q-specific: its q rate does not beat its c rate. A latent firing in q
+    alone stays specific."""
+    design = association.label_design(np.array(["c"] * 300 + ["control"] * 300 + ["q"] * 300),
+                                       "auto")
+    n = np.array([300.0, 300.0, 300.0])
+    counts = np.zeros((302, 3))  # 300 silent latents: BH over 906 tests, as in a real run
+    counts[0] = [18.0, 2.0, 30.0]  # shared: c above control (p ~ 2e-4, misses BH), q clearly
+    counts[1] = [0.0, 1.0, 30.0]   # q only
+    res = association.associate(counts, n, design, alpha=0.01, min_log2=1.0)
+    assert res.associated[0].tolist() == [False, False, True]  # c missed the threshold
+    assert res.associated[1].tolist() == [False, False, True]
+    assert not res.specific[0].any()
+    assert res.specific[1].tolist() == [False, False, True]
+    assert not res.specific[2:].any()
+
+
 # ----------------------------------------------------------------------------- baseline
 
 

@@ -72,3 +72,42 @@ def test_dead_topk_equals_a_masked_topk():
     want = pre.masked_fill(~dead, -torch.inf).topk(k, dim=1).indices
     assert dead[got].all()
     assert torch.equal(got.sort(1).values, want.sort(1).values)
+
+
+def test_matrix_lr_scales_follow_the_square_root_batch_rule():
+    """W_dec and W_enc get lr x their scale x sqrt(batch / lr_scale_batch); biases get lr."""
+    sae = SAE(8, 16, k=2)
+    opt = OptimizerConfig(lr=1e-3, schedule="constant", lr_scale_W_dec=10.0, lr_scale_W_enc=3.0,
+                          lr_scale_batch=4096)
+    tr = Trainer(sae, opt, SparsityConfig(top_k=2), TrainerConfig(batch_size=1024),
+                 torch.device("cpu"))
+    tr._train_step(torch.randn(1024, 8), 0, 10)
+    lrs = {id(g["params"][0]): g["lr"] for g in tr.optimizer.param_groups}
+    assert np.isclose(lrs[id(sae.W_dec)], 1e-3 * 10.0 * 0.5)
+    assert np.isclose(lrs[id(sae.W_enc)], 1e-3 * 3.0 * 0.5)
+    assert lrs[id(sae.b_enc)] == lrs[id(sae.b_dec)] == 1e-3
+    tr.set_batch_size(4096)  # fit() sets the stream's real batch (e.g. full batch)
+    tr._train_step(torch.randn(64, 8), 0, 10)
+    lrs = {id(g["params"][0]): g["lr"] for g in tr.optimizer.param_groups}
+    assert np.isclose(lrs[id(sae.W_dec)], 1e-2)
+
+
+def test_checkpoint_with_one_adam_group_resumes_with_the_same_moments():
+    """Checkpoints written before the per-matrix groups (one group) still load, moment for
+    moment: Adam's parameter ids are flat across groups."""
+    torch.manual_seed(0)
+    sae = SAE(8, 16, k=2)
+    tr = Trainer(sae, OptimizerConfig(), SparsityConfig(top_k=2), TrainerConfig(batch_size=32),
+                 torch.device("cpu"))
+    tr._train_step(torch.randn(32, 8), 0, 10)
+    state = tr.state_dict()
+    groups = state["optimizer"]["param_groups"]
+    state["optimizer"]["param_groups"] = [{**groups[0],
+                                           "params": [i for g in groups for i in g["params"]]}]
+    fresh = Trainer(SAE(8, 16, k=2), OptimizerConfig(), SparsityConfig(top_k=2),
+                    TrainerConfig(batch_size=32), torch.device("cpu"))
+    fresh.load_state_dict(state)
+    for p_old, p_new in zip(sae.parameters(), fresh.sae.parameters(), strict=True):
+        a, b = tr.optimizer.state[p_old], fresh.optimizer.state[p_new]
+        torch.testing.assert_close(a["exp_avg"], b["exp_avg"])
+        torch.testing.assert_close(a["exp_avg_sq"], b["exp_avg_sq"])

@@ -127,8 +127,9 @@ class Association:
     rate / baseline_rate: share of the label's / its baseline's sentences where the latent
     fires; log2_ratio: log2 of their ratio (+0.5 pseudo-count); p: one-sided Fisher p-value;
     q: Benjamini-Hochberg q over all latents x labels; associated: q < alpha and
-    log2_ratio >= min_log2_ratio. With `screen`, p (and q) are exact only where a test could
-    pass BH; elsewhere p stands in as 1 (same `associated`, tested)."""
+    log2_ratio >= min_log2_ratio; specific: see `specific_mask`. With `screen`, p (and q) are
+    exact only where a test could pass BH; elsewhere p stands in as 1 (same `associated`,
+    tested)."""
 
     rate: np.ndarray
     baseline_rate: np.ndarray
@@ -136,11 +137,31 @@ class Association:
     p: np.ndarray
     q: np.ndarray
     associated: np.ndarray
+    specific: np.ndarray
 
-    @property
-    def specific(self) -> np.ndarray:
-        """Associated with exactly one label."""
-        return self.associated & (self.associated.sum(-1, keepdims=True) == 1)
+
+def specific_mask(associated: np.ndarray, counts: np.ndarray, n: np.ndarray,
+                  alpha: float) -> np.ndarray:
+    """[..., d_sae, L] bool: associated with label l and no other, AND firing in a larger
+    share of l's sentences than of every other label's (one-sided Fisher test of l against
+    each other label at `alpha`; all must reject, an intersection-union test, so no further
+    correction). Without the second part a latent shared by two labels whose second test
+    just missed BH (absence of evidence) was called specific to the first."""
+    out = associated & (associated.sum(-1, keepdims=True) == 1)
+    where = np.nonzero(out)
+    if not where[0].size:
+        return out
+    nn = np.broadcast_to(n, counts.shape)
+    head, lab = where[:-1], where[-1]
+    a, n_l = counts[where], nn[where]
+    keep = np.ones(lab.shape, dtype=bool)
+    for m in range(counts.shape[-1]):
+        other = lab != m
+        c_m, n_m = counts[(*head, np.full_like(lab, m))], nn[(*head, np.full_like(lab, m))]
+        p = fisher_greater(a, a + c_m, n_l, n_l + n_m)
+        keep &= ~other | (p < alpha)
+    out[where] = keep
+    return out
 
 
 def _screened_p(counts, K, n, M, alpha: float) -> np.ndarray:
@@ -177,7 +198,9 @@ def associate(counts: np.ndarray, n: np.ndarray, design: LabelDesign, alpha: flo
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(n > 0, counts / np.maximum(n, 1), np.nan)
         brate = np.where(nb > 0, b / np.maximum(nb, 1), np.nan)
-    return Association(rate, brate, l2r, p, q, (q < alpha) & (l2r >= min_log2))
+    associated = (q < alpha) & (l2r >= min_log2)
+    return Association(rate, brate, l2r, p, q, associated,
+                       specific_mask(associated, counts, n, alpha))
 
 
 def associated_sets(counts: np.ndarray, n: np.ndarray, design: LabelDesign, alpha: float,

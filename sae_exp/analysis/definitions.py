@@ -34,7 +34,9 @@ DEFINITIONS: dict[str, str] = {
         "latents associated with the label: q < alpha and log2_ratio >= min_log2_ratio "
         "against the label's baseline"
     ),
-    "specific": "latents associated with this label and with no other label",
+    "specific": ("latents associated with this label and with no other label, and firing in a "
+                 "larger share of this label's sentences than of each other label's (one-sided "
+                 "Fisher test against every other label at alpha, all must reject)"),
     "n_features": "number of latents in the label's `features` set",
     "n_specific": "number of latents in the label's `specific` set",
     "n_shared": "number of latents in the pair's `shared` set",

@@ -107,7 +107,6 @@ def latent_records(ov: Overlap) -> list[dict]:
     """One dict per latent (features.jsonl): density, per-label rates, p, q, examples."""
     labels, st = ov.design.labels, ov.assoc
     stability = None if ov.subsamples is None else ov.subsamples.stability
-    n_assoc = st.associated.sum(1)
     recs = []
     for j in range(len(ov.density)):
         per = {k: {lab: rounded(getattr(st, k)[j, li]) for li, lab in enumerate(labels)}
@@ -122,7 +121,8 @@ def latent_records(ov: Overlap) -> list[dict]:
             "stability": None if stability is None else
             {lab: rounded(stability[j, li], 4) for li, lab in enumerate(labels)},
             "associated": associated,
-            "specific_to": associated[0] if n_assoc[j] == 1 else None,
+            "specific_to": next((lab for li, lab in enumerate(labels)
+                                 if st.specific[j, li]), None),
             "top_examples": ov.examples[j],
             "act_hist": {"max": rounded(ov.act_max[j]), "counts": ov.act_hist[j].tolist()},
         })

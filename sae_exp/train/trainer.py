@@ -93,6 +93,28 @@ def make_adam(params: list, lr: float, betas: tuple[float, float]) -> torch.opti
         return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
+def matrix_lr_scales(opt_cfg: OptimizerConfig, batch_size: int | None) -> tuple[float, float]:
+    """(W_enc, W_dec) learning-rate factors of optimizer.lr for this batch size.
+
+    Adam moves every coordinate by about lr whatever the parameter's scale, so a unit-norm
+    decoder row (coordinates ~ 1/sqrt(d_in)) turns slowly at the lr that suits the biases.
+    At batch 4096, 10x for W_dec and 3x for W_enc brought held-out FVU on the default MiniLM
+    activations at 260 steps from 0.118 to 0.095; on the ground-truth benchmark (batch 512)
+    the same factors left a third of the latents dead, the factors times sqrt(512 / 4096)
+    (Adam's square-root batch scaling rule) recovered more features with fewer dead latents
+    (README: Training defaults)."""
+    rule = 1.0
+    if opt_cfg.lr_scale_batch is not None and batch_size is not None:
+        rule = math.sqrt(batch_size / opt_cfg.lr_scale_batch)
+    return opt_cfg.lr_scale_W_enc * rule, opt_cfg.lr_scale_W_dec * rule
+
+
+def param_groups(sae: SAE) -> list[dict]:
+    """One Adam group per parameter, in `sae.parameters()` order, so a checkpoint's flat
+    parameter ids keep their meaning: W_enc, b_enc, b_dec, W_dec (absent when tied)."""
+    return [{"params": [p]} for p in sae.parameters()]
+
+
 class Trainer:
     """Trains an SAE on rows streamed from an activation array (possibly memory-mapped)."""
 
@@ -107,7 +129,8 @@ class Trainer:
     ) -> None:
         self.sae, self.opt_cfg, self.sp_cfg, self.tr_cfg = sae, opt_cfg, sp_cfg, tr_cfg
         self.device, self.normalize_decoder = device, normalize_decoder
-        self.optimizer = make_adam(list(sae.parameters()), opt_cfg.lr, tuple(opt_cfg.betas))
+        self.optimizer = make_adam(param_groups(sae), opt_cfg.lr, tuple(opt_cfg.betas))
+        self.set_batch_size(tr_cfg.batch_size)
         self.state = TrainState(rows_since_fired=torch.zeros(sae.d_sae, dtype=torch.long))
         self.stop_requested = False
         self.on_log: Callable[[dict], None] | None = None
@@ -116,10 +139,21 @@ class Trainer:
         self.saved_step: int | None = None  # step of the last checkpoint written or loaded
 
     # --- public -------------------------------------------------------------------------------
+    def set_batch_size(self, batch_size: int | None) -> None:
+        """Per-group lr factors for this (global) batch size; from the config, also after a
+        resume (a checkpoint's own group settings are not used)."""
+        enc, dec = matrix_lr_scales(self.opt_cfg, batch_size)
+        by_param = {id(self.sae.W_enc): enc}
+        if self.sae._W_dec is not None:
+            by_param[id(self.sae._W_dec)] = dec
+        self.lr_scales = [by_param.get(id(g["params"][0]), 1.0)
+                          for g in self.optimizer.param_groups]
+
     def fit(self, stream: RowStream) -> list[dict]:
         """Train for `trainer.epochs` epochs from the current state; returns the metric history."""
         per_epoch = stream.steps_per_epoch
         total = per_epoch * self.tr_cfg.epochs
+        self.set_batch_size(stream.batch_size)
         start = self.state.step
         bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True,
                    disable=None)
@@ -186,8 +220,8 @@ class Trainer:
         factor = lr_factor(self.state.step, total, self.opt_cfg.warmup_steps,
                            self.opt_cfg.schedule, self.opt_cfg.min_lr_ratio,
                            self.opt_cfg.decay_fraction)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.opt_cfg.lr * factor
+        for group, scale in zip(self.optimizer.param_groups, self.lr_scales, strict=True):
+            group["lr"] = self.opt_cfg.lr * factor * scale
         return factor
 
     def _check_finite(self, loss: torch.Tensor) -> None:
@@ -291,7 +325,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.sae.load_state_dict(state["sae"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(_regroup(state["optimizer"], self.optimizer))
         self.state = TrainState(
             step=int(state["step"]),
             rows_since_fired=state["rows_since_fired"].clone(),
@@ -299,6 +333,16 @@ class Trainer:
         )
         torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it
         self.saved_step = self.state.step
+
+
+def _regroup(saved: dict, optimizer: torch.optim.Optimizer) -> dict:
+    """A checkpoint written with one Adam group (before per-matrix lr scales) split into this
+    optimizer's groups: parameter ids are flat across groups, so only the grouping changes."""
+    if len(saved["param_groups"]) == len(optimizer.param_groups):
+        return saved
+    ids = [i for g in saved["param_groups"] for i in g["params"]]
+    base = {k: v for k, v in saved["param_groups"][0].items() if k != "params"}
+    return {"state": saved["state"], "param_groups": [{**base, "params": [i]} for i in ids]}
 
 
 @torch.no_grad()
