@@ -19,6 +19,7 @@ import threading
 import time
 import traceback
 import warnings
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,7 @@ class Fitted:
     incomplete: bool  # stopped by a signal before the last step
     stop: _StopSignals
     origin: dict | None = None  # model.init_from: where the SAE came from (no training)
+    model_loading: Future | None = None  # token injection's model, loading beside training
 
 
 def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
@@ -316,6 +318,9 @@ def fit(cfg: Config, prepared: Prepared, run_dir: Path, device: torch.device, ct
     if trainer.state.step >= total:
         log.info("training was already done (step %d): going on to the analysis",
                  trainer.state.step)
+    # after the SAE's init, so the loader's use of torch's RNG cannot change the weights
+    loading = (injection.preload(prepared.data.meta, device)
+               if cfg.analysis.token_injection and (ctx is None or ctx.is_main) else None)
     stop = _StopSignals(trainer).install()
     try:
         incomplete = _train(trainer, stream, cfg, run_dir, ctx, tracker)
@@ -324,7 +329,7 @@ def fit(cfg: Config, prepared: Prepared, run_dir: Path, device: torch.device, ct
     if ctx is not None:
         ctx.average_buffers(sae)
         ctx.close()
-    return Fitted(sae, trainer, incomplete, stop)
+    return Fitted(sae, trainer, incomplete, stop, model_loading=loading)
 
 
 def _imported(cfg: Config, prepared: Prepared, device: torch.device, ctx) -> Fitted:
@@ -415,7 +420,7 @@ def analyse(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path,
         a = cfg.analysis
         rep["token_injection"] = ti = injection.for_report(
             rep, top_idx, top_acts, data, injection.model_encoder(data.meta, prepared.norm, sae,
-                                                                  device),
+                                                                  device, fitted.model_loading),
             injection.InjectionSettings(a.injection_tokens, a.injection_sentences,
                                         a.injection_max_latents, seed=a.seed))
         rep["timings_s"]["token_injection"] = ti.pop("seconds", 0.0)  # volatile for rerun

@@ -129,7 +129,7 @@ class Association:
     q: Benjamini-Hochberg q over all latents x labels; associated: q < alpha and
     log2_ratio >= min_log2_ratio; specific: see `specific_mask`. With `screen`, p (and q) are
     exact only where a test could pass BH; elsewhere p stands in as 1 (same `associated`,
-    tested)."""
+    tested), and `specific` is left all False (the resampling loops do not use it)."""
 
     rate: np.ndarray
     baseline_rate: np.ndarray
@@ -199,8 +199,9 @@ def associate(counts: np.ndarray, n: np.ndarray, design: LabelDesign, alpha: flo
         rate = np.where(n > 0, counts / np.maximum(n, 1), np.nan)
         brate = np.where(nb > 0, b / np.maximum(nb, 1), np.nan)
     associated = (q < alpha) & (l2r >= min_log2)
-    return Association(rate, brate, l2r, p, q, associated,
-                       specific_mask(associated, counts, n, alpha))
+    # the resampling loops (screen) use only `associated`: skip the pairwise tests there
+    specific = associated & False if screen else specific_mask(associated, counts, n, alpha)
+    return Association(rate, brate, l2r, p, q, associated, specific)
 
 
 def associated_sets(counts: np.ndarray, n: np.ndarray, design: LabelDesign, alpha: float,

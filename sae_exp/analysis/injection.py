@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -248,8 +249,18 @@ def for_report(rep: dict, top_indices: np.ndarray, top_acts: np.ndarray, data,
                            encode, settings)
 
 
-def model_encoder(meta: dict, normalizer, sae, device) -> Encoder:
-    """`encode` through the run's model, layer and normalisation, then its SAE."""
+def preload(meta: dict, device) -> Future | None:
+    """Start loading the run's model in the background (None when the data has no model)."""
+    from sae_exp.data.extract import preload_model
+
+    if meta.get("source") not in MODEL_SOURCES or not meta.get("model_path"):
+        return None
+    return preload_model(meta["model_path"], meta["dtype"], str(device))
+
+
+def model_encoder(meta: dict, normalizer, sae, device, loading: Future | None = None) -> Encoder:
+    """`encode` through the run's model, layer and normalisation, then its SAE; `loading`: the
+    model from `preload`, when it was started."""
     from sae_exp.data.extract import extract
     from sae_exp.data.types import Sentences
     from sae_exp.train.trainer import encode_rows
@@ -259,7 +270,8 @@ def model_encoder(meta: dict, normalizer, sae, device) -> Encoder:
         sents = Sentences(labels=np.array([""] * n), subsets=np.array([""] * n),
                           splits=np.array(["test"] * n), texts=np.array(texts, dtype=object))
         acts, sidx, _ = extract(sents, meta["model_path"], int(meta["layer"]), "token",
-                                int(meta["max_length"]), 64, meta["dtype"], str(device))
+                                int(meta["max_length"]), 64, meta["dtype"], str(device),
+                                loaded=None if loading is None else loading.result())
         idx, val = encode_rows(sae, normalizer(acts), device)
         return idx, val, sidx
     return encode

@@ -10,7 +10,9 @@ keys on it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import NamedTuple
 
@@ -67,19 +69,39 @@ def n_layers(model) -> int:
     raise DataError(f"cannot tell how many layers {type(model).__name__} has.")
 
 
+def preload_model(model_path: str, dtype: str, device: str) -> Future:
+    """`load_model` in a background thread: the (tokenizer, model) future, or its DataError.
+
+    The run starts it when training starts, for token injection: importing transformers and
+    loading MiniLM take ~3 s of one core, which then overlap the training (2 threads) instead
+    of adding to the analysis."""
+    future: Future = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(load_model(model_path, dtype, device))
+        except BaseException as e:  # noqa: BLE001 - handed to whoever asks for the model
+            future.set_exception(e)
+
+    threading.Thread(target=work, name="preload_model", daemon=True).start()
+    return future
+
+
 def extract(sentences: Sentences, model_path: str, layer: int, pooling: str, max_length: int,
-            batch_size: int, dtype: str, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            batch_size: int, dtype: str, device: str, loaded: tuple | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Activations of `layer` (hidden_states index: 0 = embeddings).
 
     Returns acts [N, d] float32, sentence_index [N] int64 (index into `sentences`), tokens [N]
-    str (the token of each row; the sentence text for mean pooling).
+    str (the token of each row; the sentence text for mean pooling). `loaded`: a (tokenizer,
+    model) pair already loaded from model_path (`preload_model`).
     """
     if sentences.texts is None:
         raise DataError("these sentences have no texts, so a model cannot encode them.")
     if pooling not in POOLINGS:
         raise DataError(f"data.pooling={pooling!r} is invalid: use token or mean.")
     texts = [str(t) for t in sentences.texts]
-    tok, model = load_model(model_path, dtype, device)
+    tok, model = loaded if loaded is not None else load_model(model_path, dtype, device)
     top = n_layers(model)
     if not 0 <= layer <= top:
         raise DataError(f"data.layer={layer} is out of range for {model_path}: use 0..{top} "
