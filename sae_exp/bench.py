@@ -373,18 +373,23 @@ def _fmt(v, spec: str = ".3f") -> str:
 
 def _table_line(r: dict) -> str:
     mem = "/".join(_fmt(r.get(f"{i}_step_mem_mb"), ".0f") for i in IMPLS)
+    times = r.get("sparse_times") or []
+    spread = f"{min(times):.3f}-{max(times):.3f}" if times else "-"
+    ratio = (f"{_fmt(r.get('ratio_to_floor_min'), '.2f')}-"
+             f"{_fmt(r.get('ratio_to_floor_max'), '.2f')}")
     return (f"{r['d_in']:>5} {r['d_sae']:>6} {r['k']:>4} {r['batch']:>5} | "
             f"{_fmt(r.get('notebook_s')):>8} {_fmt(r.get('dense_s')):>7} "
             f"{_fmt(r.get('sparse_s')):>7} {_fmt(r.get('floor_s')):>7}        | "
-            f"{_fmt(r.get('sparse_rows_per_s'), ',.0f'):>13} | "
+            f"{spread:>14} | {_fmt(r.get('sparse_rows_per_s'), ',.0f'):>13} | "
             f"{_fmt(r.get('speedup_vs_notebook'), '.2f'):>6} "
-            f"{_fmt(r.get('ratio_to_floor'), '.2f'):>8} | {mem:>31}")
+            f"{_fmt(r.get('ratio_to_floor'), '.2f'):>8} {ratio:>9} | {mem:>31}")
 
 
 def format_table(rows: list[dict]) -> str:
     head = (f"{'d_in':>5} {'d_sae':>6} {'k':>4} {'B':>5} | {'notebook':>8} {'dense':>7} "
-            f"{'sparse':>7} {'floor':>7} s/step | {'sparse rows/s':>13} | {'vs_nb':>6} "
-            f"{'to_floor':>8} | {'step MiB nb/dense/sparse/floor':>31}")
+            f"{'sparse':>7} {'floor':>7} s/step | {'sparse min-max':>14} | "
+            f"{'sparse rows/s':>13} | {'vs_nb':>6} {'to_floor':>8} {'min-max':>9} | "
+            f"{'step MiB nb/dense/sparse/floor':>31}")
     lines = [head, "-" * len(head), *(_table_line(r) for r in rows)]
     notes = [f"  {r['d_in']}/{r['d_sae']}/k{r['k']}: {r['notes']}" for r in rows if r["notes"]]
     if notes:
@@ -603,8 +608,9 @@ def _grid_bench(args: argparse.Namespace, device: torch.device, hw: dict) -> dic
         rows.append(bench_config(d_in, d_sae, k, args.batch, opts, *impls))
         print(_table_line(rows[-1]), flush=True)
     result["rows"] = rows
-    print("\nstep time: median over rounds; vs_nb = speedup_vs_notebook (notebook/sparse), "
-          "to_floor = ratio_to_floor (sparse/floor), both medians of per-round ratios;\n"
+    print("\nstep time: median over rounds (sparse min-max: its fastest and slowest round); "
+          "vs_nb = speedup_vs_notebook (notebook/sparse), to_floor = ratio_to_floor "
+          "(sparse/floor), both medians of per-round ratios (min-max: over rounds);\n"
           "step MiB = peak memory of a step above what was resident before it "
           f"({'cuda allocator' if device.type == 'cuda' else 'RSS'})")
     print(format_table(rows))
