@@ -131,3 +131,18 @@ def test_breakdown_times_the_trainers_auxk_and_every_piece():
     assert all(len(p["times"]) == 3 for p in res["pieces"].values())
     s = res["step_s"]
     assert 0 < s["min"] <= s["median"] <= s["max"]
+
+
+def test_analysis_bench_changes_one_size_and_reports_each_stage(tmp_path):
+    """bench_analysis --quick: the second row doubles the sentences (and so the rows) of the
+    first, every stage the analysis reports is there, and the JSON holds the same rows."""
+    from sae_exp import bench_analysis
+
+    out = bench_analysis.main(["--quick", "--json", str(tmp_path / "a.json")])
+    first, second = out["rows"]
+    assert second["sentences"] == 2 * first["sentences"] and second["rows"] == 2 * first["rows"]
+    assert (second["d_sae"], second["labels"]) == (first["d_sae"], first["labels"])
+    for row in out["rows"]:
+        assert {"association", "subsamples", "permutations", "probe"} <= set(row["stages"])
+        assert row["seconds"] >= row["stages"]["probe"] > 0
+    assert json.loads((tmp_path / "a.json").read_text())["rows"] == out["rows"]
