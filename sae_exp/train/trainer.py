@@ -14,6 +14,8 @@ The learning rate warms up linearly for `warmup_steps`, then is constant, follow
 `lr * min_lr_ratio` at the last step (with no warm-up this is the notebook's CosineAnnealingLR),
 or (`linear_decay`, the default) stays constant and decays linearly to `lr * min_lr_ratio` over
 the last `decay_fraction` of the steps (measured on the ground-truth benchmark: README).
+W_dec and W_enc train at that rate times `lr_scale_W_dec` / `lr_scale_W_enc` times
+sqrt(batch / lr_scale_batch) (`matrix_lr_scales`); the biases at the rate itself.
 """
 
 from __future__ import annotations
