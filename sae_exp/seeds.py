@@ -57,7 +57,8 @@ DEFINITIONS = {
                               "seed where the value is undefined (empty sets) is left out"),
     "consensus-only": ("the same overlap with A and B restricted to each seed's consensus "
                        "latents (the headline overlap on latents that survive a reseed)"),
-    "n_specific": "number of latents specific to the label (associated with it and no other)",
+    "n_specific": ("number of latents specific to the label (associated with it and no other, "
+                   "with a higher firing rate than in every other label)"),
     "recurring_share": ("share of a seed's specific latents of the label found in at least "
                         "min_seeds seeds: matched above the threshold to a latent specific to "
                         "the same label there (itself counted)"),
