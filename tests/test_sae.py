@@ -61,7 +61,8 @@ def test_decoder_rows_unit_norm_after_training():
 def test_tie_is_one_shared_parameter():
     sae = SAE(d_in=8, d_sae=24, k=3, tied=True)
     names = [n for n, _ in sae.named_parameters()]
-    assert names == ["W_enc", "b_enc", "b_dec"]
+    assert names == ["_W_enc", "b_enc", "b_dec"]  # W_enc and W_dec are views of _W_enc
+    assert list(sae.state_dict()) == ["W_enc", "b_enc", "b_dec", "threshold"]
     assert sae.W_dec.data_ptr() == sae.W_enc.data_ptr()
     _one_step(sae, torch.randn(64, 8))
     assert torch.equal(sae.W_dec, sae.W_enc.t())  # still the same storage after updates

@@ -212,14 +212,16 @@ def test_bf16_autocast_gives_float32_gradients_close_to_dense():
 
 
 def test_layouts_that_keep_the_sparse_step_fast():
-    """W_dec row-major (contiguous row gathers, tied or not), and the sparse backward's W_enc
-    gradient already in W_enc's layout (autograd copies nothing)."""
+    """W_dec row-major (contiguous row gathers, tied or not), and every parameter and gradient
+    contiguous: the sparse backward's W_enc gradient comes in the parameter's own layout
+    (autograd copies nothing) and fused Adam needs no copy of a strided parameter."""
     for tied in (False, True):
         sae = SAE(16, 48, k=4, tied=tied)
         assert sae.W_dec.is_contiguous()
         assert sae.W_enc.shape == (16, 48)
         _loss(sae, torch.randn(10, 16)).backward()
-        assert sae.W_enc.grad.stride() == sae.W_enc.stride()
+        assert all(p.is_contiguous() and p.grad.is_contiguous() for p in sae.parameters())
+        assert sae._W_enc.grad.stride() == sae._W_enc.stride()
         if not tied:
             assert sae.W_dec.grad.stride() == sae.W_dec.stride()
     saved = SAE(16, 48, k=4).state_for_save()

@@ -84,7 +84,7 @@ def test_matrix_lr_scales_follow_the_square_root_batch_rule():
     tr._train_step(torch.randn(1024, 8), 0, 10)
     lrs = {id(g["params"][0]): g["lr"] for g in tr.optimizer.param_groups}
     assert np.isclose(lrs[id(sae.W_dec)], 1e-3 * 10.0 * 0.5)
-    assert np.isclose(lrs[id(sae.W_enc)], 1e-3 * 3.0 * 0.5)
+    assert np.isclose(lrs[id(sae._W_enc)], 1e-3 * 3.0 * 0.5)  # the parameter W_enc views
     assert lrs[id(sae.b_enc)] == lrs[id(sae.b_dec)] == 1e-3
     tr.set_batch_size(4096)  # fit() sets the stream's real batch (e.g. full batch)
     tr._train_step(torch.randn(64, 8), 0, 10)
