@@ -22,9 +22,6 @@ from torch import Tensor, nn
 
 from sae_exp.model import sparse_ops
 
-# Number of references to a storage (private torch API; without it buffers are never reused).
-_use_count = getattr(torch._C, "_storage_Use_Count", None)
-
 
 class EncoderOutput(NamedTuple):
     top_acts: Tensor
@@ -80,10 +77,6 @@ class SAE(nn.Module):
             self._W_dec = nn.Parameter(
                 (w / w.norm(dim=1, keepdim=True).clamp_min(1e-8)).contiguous()
             )
-        # The last training-mode pre-activations, reused by the next forward of the same shape
-        # when no one holds them any more (CPU: a fresh [B, d_sae] output costs a page fault per
-        # 4 KiB, ~0.1 s per step at 4096 x 16384; CUDA's caching allocator already reuses).
-        self._pre_buf: Tensor | None = None
         # batchtopk: inference threshold, a running mean of the smallest selected activation.
         self.register_buffer("threshold", torch.zeros(()))
 
@@ -121,7 +114,7 @@ class SAE(nn.Module):
 
     def train(self, mode: bool = True) -> SAE:
         if not mode:
-            self._pre_buf = None  # keep no [B, d_sae] buffer alive for inference
+            sparse_ops.release_workspaces()  # keep no training buffers alive for inference
         return super().train(mode)
 
     # --- encode -------------------------------------------------------------------------------
@@ -129,25 +122,12 @@ class SAE(nn.Module):
         """[B, d_sae] pre-activations without gradient (the selection step needs no gradient)."""
         with torch.no_grad():
             xc = x - self.b_dec if self.center_input else x
-            out = self._pre_buffer(xc)
-            if out is None:
+            if not (self.training and xc.dtype == self._W_enc.dtype
+                    and not torch.is_autocast_enabled(xc.device.type)):
                 return torch.addmm(self.b_enc, xc, self.W_enc)
-            torch.addmm(self.b_enc, xc, self.W_enc, out=out)
-            return out.view_as(out)  # a second handle: while a caller holds it, no reuse
-
-    def _pre_buffer(self, xc: Tensor) -> Tensor | None:
-        """Output buffer for the pre-activations of xc, or None (allocate a fresh one): reused
-        only in training mode on CPU without autocast, for the same shape and dtype, and only
-        when nothing else references the last step's pre-activations (storage use count)."""
-        if not (self.training and xc.device.type == "cpu" and xc.dtype == self._W_enc.dtype
-                and not torch.is_autocast_enabled("cpu") and _use_count is not None):
-            return None
-        shape = (xc.shape[0], self.d_sae)
-        buf = self._pre_buf
-        if (buf is None or buf.shape != shape or buf.dtype != xc.dtype
-                or _use_count(buf.untyped_storage()._cdata) != 2):  # buf + the storage handle
-            buf = self._pre_buf = torch.empty(shape, dtype=xc.dtype)
-        return buf
+            # training: into a recycled buffer (a fresh [B, d_sae] one costs page faults)
+            out = sparse_ops.workspace((xc.shape[0], self.d_sae), xc.dtype, xc.device)
+            return torch.addmm(self.b_enc, xc, self.W_enc, out=out)
 
     def select(self, pre: Tensor, k: int | None = None) -> tuple[Tensor, Tensor | None]:
         """Which latents each row keeps: (ids [B, w], kept [B, w] bool, or None when every
