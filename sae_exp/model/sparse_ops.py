@@ -14,17 +14,24 @@ needs a dense [B, d_sae] matrix. With S the sparse code ([B, d_sae], k non-zeros
 Each backward costs O(B k d_in) instead of O(B d_sae d_in). Values and gradients equal the dense
 autograd path within float tolerance (tests/test_sparse_ops.py).
 
-Where the time goes, one training step at B 4096, d_in 768, d_sae 16384, k 32 on 2 CPU cores
-(`python -m sae_exp.bench`): ~0.75 s in all, of which the encoder matmul (the floor every SAE
-pays) ~0.57 s, top-k 0.05 s, embedding_bag decode 0.006 s, this module's backward ~0.065 s (SDDMM
-0.017 s, where gathering W_dec rows into [B, k, d_in] chunks for bmm took ~0.38 s; each CSR
-matmul ~0.017 s, written with `addmm(beta=0)` into an uninitialised buffer since `mm` zero-fills
-first; the latent sort ~2.5 ms, built once per `idx` and shared by the decoder's and the
-encoder's backward), Adam ~0.035 s (fused), clip + renorm ~0.015 s. Layout matters more than any
-of it: row gathers of a column-major W_dec (a `.t().clone()` keeps the strides) cost ~0.9 s in
-embedding_bag alone. W_enc's gradient comes out latent-major ([d_sae, d_in] row-major, returned
-as its transpose): it matches the parameter's layout when W_enc is stored that way (`sae.SAE`
-does), so autograd copies nothing.
+Where the time goes, one training step at B 4096, d_in 768, d_sae 16384, k 32 on a 2-core
+AMD EPYC VM (2026-12-02; torch profiler, per step, 2 threads): the step is ~1.10x the encoder
+matmul `x @ W_enc` (interleaved rounds, quiet machine; 1.12x at 1 thread). Beyond the matmul
+(~0.66 s, bias included): top-k ~75 ms, SDDMM ~26 ms, the two CSR matmuls ~10 ms each (written
+with `addmm(beta=0)` into an uninitialised buffer since `mm` zero-fills first), fused Adam
+~15 ms, embedding_bag decode ~9 ms, decoder projection + clip + renorm ~20 ms (bmm 7, norms 7,
+addcmul 3, div 2), the loss's [B, d_in] element-wise ops ~15 ms, the latent sort ~1.5 ms (built
+once per `idx`, shared by the decoder's and the encoder's backward). Gathering W_dec rows into
+[B, k, d_in] chunks for bmm instead of SDDMM took ~0.38 s.
+Hidden costs that were larger than most of these: (1) page faults. A fresh 4096 x 16384 CPU
+tensor costs ~0.1 s of first-touch faults at 1 thread on this VM, a fresh 16384 x 768 gradient
+~20 ms, so the pre-activations and the CSR outputs (the W_enc and W_dec gradients) come from
+`workspace`, recycled buffers. (The floor allocates its output, so it pays them: with `out=` it
+is ~0.1 s faster at 1 thread.) (2) Layout. Row gathers of a column-major W_dec cost ~0.9 s in
+embedding_bag alone, and fused Adam copies a non-contiguous parameter every step (~35 ms):
+W_enc's gradient comes out latent-major ([d_sae, d_in] row-major, returned as its transpose),
+which is the layout of the parameter `sae.SAE` registers (`_W_enc`, W_enc its transpose view),
+so autograd and Adam copy nothing.
 
 Gradients are computed in the weight's dtype (float32 parameters under bf16 autocast receive
 float32 gradients); the CSR and SDDMM kernels need float32/float64, other dtypes are upcast.
