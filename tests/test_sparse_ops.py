@@ -249,3 +249,27 @@ def test_sparse_and_dense_agree_on_cuda(tied):
     _loss(dense, x).backward()
     for (name, p_s), p_d in zip(sparse.named_parameters(), dense.parameters(), strict=True):
         torch.testing.assert_close(p_s.grad, p_d.grad, atol=1e-4, rtol=1e-3, msg=name)
+
+
+@pytest.mark.parametrize("n,k", [(4096, 8), (4096 + 23, 8), (130, 1), (100, 30)])
+def test_topk_indices_equals_torch_topk(n, k):
+    """Exact: the selected values are torch.topk's (sorted), ids are unique and in range, and
+    with distinct values the ids are torch.topk's; with ties, negatives, -inf, a ragged tail
+    (n not a multiple of the group) and sizes that fall back to torch.topk."""
+    gen = torch.Generator().manual_seed(n + k)
+    cases = {
+        "distinct": torch.randn(64, n, generator=gen),
+        "negative": -torch.rand(64, n, generator=gen) - 1.0,
+        "ties": torch.randint(0, 5, (64, n), generator=gen).float(),
+        "inf": torch.randn(64, n, generator=gen).masked_fill(
+            torch.rand(64, n, generator=gen) < 0.9, -torch.inf),
+        "spike_in_tail": torch.zeros(64, n).index_fill_(1, torch.tensor([n - 1]), 5.0),
+    }
+    for name, pre in cases.items():
+        got = sparse_ops.topk_indices(pre, k)
+        want = pre.topk(k, dim=1)
+        assert got.shape == (64, k), name
+        assert torch.equal(pre.gather(1, got).sort(1, descending=True).values, want.values), name
+        assert (got.sort(1).values.diff(dim=1) > 0).all(), name  # no id twice
+        if name == "distinct":
+            assert torch.equal(got.sort(1).values, want.indices.sort(1).values), name

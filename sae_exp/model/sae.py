@@ -141,7 +141,7 @@ class SAE(nn.Module):
         shorter rows are padded with slots marked not kept (their activation must be 0)."""
         k = self.k if k is None else k
         if self.kind == "topk":
-            return pre.topk(k, dim=1, sorted=False).indices, None
+            return sparse_ops.topk_indices(pre, k), None  # = pre.topk(k), faster
         if self.kind == "batchtopk" and self.training:
             flat = pre.flatten().topk(k * pre.shape[0], sorted=False)
             keep = torch.zeros_like(pre, dtype=torch.bool).flatten()

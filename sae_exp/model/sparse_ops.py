@@ -124,6 +124,33 @@ def latent_order(idx: Tensor, d_sae: int) -> LatentOrder:
     return result
 
 
+def topk_indices(pre: Tensor, k: int, group: int = 32) -> Tensor:
+    """[B, k] column ids of the k largest entries of each row of pre [B, n], unsorted: the
+    values equal `pre.topk(k, dim=1)`'s exactly; ids differ only among tied values.
+
+    On CPU, through group maxima: the row's columns split into groups of `group`; the k groups
+    with the largest maxima hold k elements, each at least every element of the other groups,
+    so the row's k largest are among those k * group candidates (plus the n % group columns
+    left over, always candidates). One max pass, a top-k over n / group maxima and one over the
+    candidates: ~60 vs ~73 ms for torch.topk at 4096 x 16384, k 32, on 2 cores (torch.topk's
+    cost per element is the same, but rows of n >= 64 k take its fast partial-sort path).
+    Elsewhere, or when candidates would be more than n / 4: torch.topk."""
+    n_rows, n = pre.shape
+    m = n // group
+    if pre.device.type != "cpu" or pre.dim() != 2 or 4 * k * group > n:
+        return pre.topk(k, dim=1, sorted=False).indices
+    body = pre[:, : m * group].unflatten(1, (m, group))  # [B, m, group], a view
+    top_groups = body.amax(2).topk(k, dim=1, sorted=False).indices  # [B, k]
+    cand = body.gather(1, top_groups.unsqueeze(2).expand(n_rows, k, group)).flatten(1)
+    tail = n - m * group
+    if tail:
+        cand = torch.cat([cand, pre[:, m * group :]], dim=1)
+    sel = cand.topk(k, dim=1, sorted=False).indices  # [B, k] positions among candidates
+    in_groups = sel < k * group
+    grouped = top_groups.gather(1, (sel // group).clamp_max(k - 1)) * group + sel % group
+    return torch.where(in_groups, grouped, sel - k * group + m * group) if tail else grouped
+
+
 def _csr(crow: Tensor, cols: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
     with warnings.catch_warnings():  # "CSR support is in beta": known, and tested here
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
