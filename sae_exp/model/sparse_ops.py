@@ -14,15 +14,17 @@ needs a dense [B, d_sae] matrix. With S the sparse code ([B, d_sae], k non-zeros
 Each backward costs O(B k d_in) instead of O(B d_sae d_in). Values and gradients equal the dense
 autograd path within float tolerance (tests/test_sparse_ops.py).
 
-Where the time goes, one training step at B 4096, d_in 768, d_sae 16384, k 32 on a 2-core
-AMD EPYC VM (2026-12-02; torch profiler, per step, 2 threads): the step is ~1.10x the encoder
-matmul `x @ W_enc` (interleaved rounds, quiet machine; 1.12x at 1 thread). Beyond the matmul
-(~0.66 s, bias included): top-k ~75 ms, SDDMM ~26 ms, the two CSR matmuls ~10 ms each (written
-with `addmm(beta=0)` into an uninitialised buffer since `mm` zero-fills first), fused Adam
-~15 ms, embedding_bag decode ~9 ms, decoder projection + clip + renorm ~20 ms (bmm 7, norms 7,
-addcmul 3, div 2), the loss's [B, d_in] element-wise ops ~15 ms, the latent sort ~1.5 ms (built
-once per `idx`, shared by the decoder's and the encoder's backward). Gathering W_dec rows into
-[B, k, d_in] chunks for bmm instead of SDDMM took ~0.38 s.
+Where the time goes, one training step at B 4096, d_in 768, d_sae 16384, k 32 on a 2-core AMD
+EPYC VM (2026-12-02; torch profiler, per step, 2 threads): the step is ~1.10x the encoder matmul
+`x @ W_enc` (interleaved rounds, quiet machine; 1.12x at 1 thread; before these changes 1.32x
+and 1.26x). Under load from other processes the 2-thread ratio rises to ~1.4x (its many small
+parallel ops wait for a descheduled thread; the one big matmul hardly does). Beyond the matmul
+(~0.66 s, bias included): top-k ~60 ms (`topk_indices`; torch.topk ~73 ms), SDDMM ~26 ms, the
+two CSR matmuls ~10 ms each (written with `addmm(beta=0)` into an uninitialised buffer since
+`mm` zero-fills first), fused Adam ~15 ms, embedding_bag decode ~9 ms, decoder projection + clip
++ renorm ~20 ms (bmm 7, norms 7, addcmul 3, div 2), the loss's [B, d_in] element-wise ops ~15
+ms, the latent sort ~1.5 ms (built once per `idx`, shared by the decoder's and the encoder's
+backward). Gathering W_dec rows into [B, k, d_in] chunks for bmm instead of SDDMM took ~0.38 s.
 Hidden costs that were larger than most of these: (1) page faults. A fresh 4096 x 16384 CPU
 tensor costs ~0.1 s of first-touch faults at 1 thread on this VM, a fresh 16384 x 768 gradient
 ~20 ms, so the pre-activations and the CSR outputs (the W_enc and W_dec gradients) come from
