@@ -61,7 +61,8 @@ def test_decoder_rows_unit_norm_after_training():
 def test_tie_is_one_shared_parameter():
     sae = SAE(d_in=8, d_sae=24, k=3, tied=True)
     names = [n for n, _ in sae.named_parameters()]
-    assert names == ["W_enc", "b_enc", "b_dec"]
+    assert names == ["_W_enc", "b_enc", "b_dec"]  # W_enc and W_dec are views of _W_enc
+    assert list(sae.state_dict()) == ["W_enc", "b_enc", "b_dec", "threshold"]
     assert sae.W_dec.data_ptr() == sae.W_enc.data_ptr()
     _one_step(sae, torch.randn(64, 8))
     assert torch.equal(sae.W_dec, sae.W_enc.t())  # still the same storage after updates
@@ -116,3 +117,53 @@ def test_load_rejects_wrong_shapes(tmp_path):
     (tmp_path / files.SAE_CFG).write_text(cfg)
     with pytest.raises(DataError, match="W_enc should have shape"):
         files.load_sae(tmp_path)
+
+
+def test_state_dict_keeps_the_saelens_layout_and_loads_old_checkpoints():
+    """The registered parameter is _W_enc [d_sae, d_in]; state_dict() still says W_enc
+    [d_in, d_sae], and a state dict written before (W_enc [d_in, d_sae], any strides) loads."""
+    sae = SAE(d_in=6, d_sae=14, k=3)
+    sd = sae.state_dict()
+    assert list(sd) == ["W_enc", "b_enc", "b_dec", "_W_dec", "threshold"]
+    assert sd["W_enc"].shape == (6, 14) and torch.equal(sd["W_enc"], sae.W_enc)
+    old = {k: torch.randn_like(v) for k, v in sd.items()}
+    old["W_enc"] = torch.randn(6, 14)  # row-major, as a user-built or converted file may be
+    new = SAE(d_in=6, d_sae=14, k=3)
+    new.load_state_dict(old)  # strict: no missing or unexpected keys
+    assert torch.equal(new.W_enc, old["W_enc"]) and torch.equal(new.W_dec, old["_W_dec"])
+    assert new._W_enc.is_contiguous() and new._W_enc.shape == (14, 6)
+    tied = SAE(d_in=6, d_sae=14, k=3, tied=True)
+    tied.load_state_dict({k: v for k, v in old.items() if k != "_W_dec"})
+    assert torch.equal(tied.W_dec, old["W_enc"].t())
+
+
+def test_training_buffers_are_reused_only_when_nobody_holds_them():
+    """The pre-activations (and the sparse gradients) come from recycled CPU buffers: one the
+    caller still holds is never overwritten; one it dropped is used again."""
+    sae = SAE(d_in=8, d_sae=32, k=3)
+    x1, x2 = torch.randn(5, 8), torch.randn(5, 8)
+    held = sae.encode(x1).pre_acts
+    want = held.clone()
+    second = sae.encode(x2).pre_acts
+    assert torch.equal(held, want)  # not overwritten by the second forward
+    assert second.data_ptr() != held.data_ptr()
+    ptr = second.data_ptr()
+    del second
+    assert sae.encode(x1).pre_acts.data_ptr() == ptr  # dropped: reused
+    sae.eval()
+    assert torch.equal(sae.encode(x1).pre_acts, held)  # same values outside the pool
+
+    sae.train()
+    sae(x1).x_hat.pow(2).sum().backward()
+    grads = [p.grad.clone() for p in (sae._W_enc, sae._W_dec)]
+    held_grads = [sae._W_enc.grad, sae._W_dec.grad]
+    pooled = {g.data_ptr() for g in held_grads}
+    sae.zero_grad(set_to_none=True)
+    sae(x2).x_hat.pow(2).sum().backward()
+    assert all(torch.equal(h, g) for h, g in zip(held_grads, grads, strict=True))
+    ptrs = {sae._W_enc.grad.data_ptr(), sae._W_dec.grad.data_ptr()}
+    assert not ptrs & pooled  # held: fresh buffers
+    del held_grads
+    sae.zero_grad(set_to_none=True)
+    sae(x2).x_hat.pow(2).sum().backward()
+    assert {sae._W_enc.grad.data_ptr(), sae._W_dec.grad.data_ptr()} <= ptrs | pooled  # reused

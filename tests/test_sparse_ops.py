@@ -212,14 +212,16 @@ def test_bf16_autocast_gives_float32_gradients_close_to_dense():
 
 
 def test_layouts_that_keep_the_sparse_step_fast():
-    """W_dec row-major (contiguous row gathers, tied or not), and the sparse backward's W_enc
-    gradient already in W_enc's layout (autograd copies nothing)."""
+    """W_dec row-major (contiguous row gathers, tied or not), and every parameter and gradient
+    contiguous: the sparse backward's W_enc gradient comes in the parameter's own layout
+    (autograd copies nothing) and fused Adam needs no copy of a strided parameter."""
     for tied in (False, True):
         sae = SAE(16, 48, k=4, tied=tied)
         assert sae.W_dec.is_contiguous()
         assert sae.W_enc.shape == (16, 48)
         _loss(sae, torch.randn(10, 16)).backward()
-        assert sae.W_enc.grad.stride() == sae.W_enc.stride()
+        assert all(p.is_contiguous() and p.grad.is_contiguous() for p in sae.parameters())
+        assert sae._W_enc.grad.stride() == sae._W_enc.stride()
         if not tied:
             assert sae.W_dec.grad.stride() == sae.W_dec.stride()
     saved = SAE(16, 48, k=4).state_for_save()
@@ -247,3 +249,27 @@ def test_sparse_and_dense_agree_on_cuda(tied):
     _loss(dense, x).backward()
     for (name, p_s), p_d in zip(sparse.named_parameters(), dense.parameters(), strict=True):
         torch.testing.assert_close(p_s.grad, p_d.grad, atol=1e-4, rtol=1e-3, msg=name)
+
+
+@pytest.mark.parametrize("n,k", [(4096, 8), (4096 + 23, 8), (130, 1), (100, 30)])
+def test_topk_indices_equals_torch_topk(n, k):
+    """Exact: the selected values are torch.topk's (sorted), ids are unique and in range, and
+    with distinct values the ids are torch.topk's; with ties, negatives, -inf, a ragged tail
+    (n not a multiple of the group) and sizes that fall back to torch.topk."""
+    gen = torch.Generator().manual_seed(n + k)
+    cases = {
+        "distinct": torch.randn(64, n, generator=gen),
+        "negative": -torch.rand(64, n, generator=gen) - 1.0,
+        "ties": torch.randint(0, 5, (64, n), generator=gen).float(),
+        "inf": torch.randn(64, n, generator=gen).masked_fill(
+            torch.rand(64, n, generator=gen) < 0.9, -torch.inf),
+        "spike_in_tail": torch.zeros(64, n).index_fill_(1, torch.tensor([n - 1]), 5.0),
+    }
+    for name, pre in cases.items():
+        got = sparse_ops.topk_indices(pre, k)
+        want = pre.topk(k, dim=1)
+        assert got.shape == (64, k), name
+        assert torch.equal(pre.gather(1, got).sort(1, descending=True).values, want.values), name
+        assert (got.sort(1).values.diff(dim=1) > 0).all(), name  # no id twice
+        if name == "distinct":
+            assert torch.equal(got.sort(1).values, want.indices.sort(1).values), name

@@ -84,7 +84,7 @@ def test_matrix_lr_scales_follow_the_square_root_batch_rule():
     tr._train_step(torch.randn(1024, 8), 0, 10)
     lrs = {id(g["params"][0]): g["lr"] for g in tr.optimizer.param_groups}
     assert np.isclose(lrs[id(sae.W_dec)], 1e-3 * 10.0 * 0.5)
-    assert np.isclose(lrs[id(sae.W_enc)], 1e-3 * 3.0 * 0.5)
+    assert np.isclose(lrs[id(sae._W_enc)], 1e-3 * 3.0 * 0.5)  # the parameter W_enc views
     assert lrs[id(sae.b_enc)] == lrs[id(sae.b_dec)] == 1e-3
     tr.set_batch_size(4096)  # fit() sets the stream's real batch (e.g. full batch)
     tr._train_step(torch.randn(64, 8), 0, 10)
@@ -111,3 +111,38 @@ def test_checkpoint_with_one_adam_group_resumes_with_the_same_moments():
         a, b = tr.optimizer.state[p_old], fresh.optimizer.state[p_new]
         torch.testing.assert_close(a["exp_avg"], b["exp_avg"])
         torch.testing.assert_close(a["exp_avg_sq"], b["exp_avg_sq"])
+
+
+def test_checkpoints_hold_w_enc_moments_in_saelens_layout_and_old_ones_resume(tmp_path):
+    """Adam's W_enc moments are saved [d_in, d_sae] like the weights (the optimizer holds them
+    [d_sae, d_in], the registered parameter's layout); a checkpoint written before the
+    parameter moved passes the resume checks and loads moment for moment."""
+    from sae_exp.train.checkpoint import check_state
+
+    torch.manual_seed(0)
+    cfg = (OptimizerConfig(), SparsityConfig(top_k=2), TrainerConfig(batch_size=32),
+           torch.device("cpu"))
+    tr = Trainer(SAE(8, 16, k=2), *cfg)
+    tr._train_step(torch.randn(32, 8), 0, 10)
+    state = tr.state_dict()
+    live = tr.optimizer.state[tr.sae._W_enc]
+    saved = state["optimizer"]["state"][0]
+    assert saved["exp_avg"].shape == (8, 16) and live["exp_avg"].shape == (16, 8)
+    torch.testing.assert_close(saved["exp_avg"], live["exp_avg"].t())
+    # an old checkpoint: W_enc and its moments [d_in, d_sae] (its W_enc row-major here; both
+    # layouts load), after one step
+    old = {**state, "step": 1, "sae": {**state["sae"], "W_enc": state["sae"]["W_enc"].contiguous()}}
+    torch.save(old, tmp_path / "ckpt.pt")  # on disk: shares no storage with `tr` any more
+    old = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    fresh = Trainer(SAE(8, 16, k=2), *cfg)
+    check_state(old, fresh, tmp_path / "ckpt.pt", total=10, rows_per_step=32)
+    fresh.load_state_dict(old)
+    got = fresh.optimizer.state[fresh.sae._W_enc]
+    assert got["exp_avg"].shape == (16, 8) and got["exp_avg"].is_contiguous()
+    torch.testing.assert_close(got["exp_avg"], live["exp_avg"])
+    torch.testing.assert_close(got["exp_avg_sq"], live["exp_avg_sq"])
+    x = torch.randn(32, 8)
+    tr.state.step = 1  # the step the checkpoint says (the lr schedule depends on it)
+    tr._train_step(x, 0, 10)
+    fresh._train_step(x, 0, 10)
+    torch.testing.assert_close(fresh.sae.W_enc, tr.sae.W_enc)

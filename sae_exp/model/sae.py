@@ -39,7 +39,8 @@ class ForwardOutput(NamedTuple):
 
 
 class SAE(nn.Module):
-    """Sparse autoencoder, SAELens names: W_enc [d_in, d_sae], b_enc, W_dec [d_sae, d_in], b_dec."""
+    """Sparse autoencoder, SAELens names: W_enc [d_in, d_sae], b_enc, W_dec [d_sae, d_in], b_dec
+    (W_enc is a view of the parameter `_W_enc` [d_sae, d_in]; see __init__)."""
 
     def __init__(
         self,
@@ -55,21 +56,24 @@ class SAE(nn.Module):
         super().__init__()
         self.d_in, self.d_sae, self.kind, self.k = d_in, d_sae, kind, k
         self.tied, self.decoder_impl, self.center_input = tied, decoder_impl, center_input
-        # W_enc [d_in, d_sae] is stored latent-major (column-major: the storage is [d_sae, d_in]
-        # row-major). The sparse backward builds W_enc's gradient latent by latent, which then has
-        # the parameter's own layout (no transpose copy of a d_in x d_sae matrix every step), and
-        # a tied W_dec = W_enc.t() is row-major, so decoder row gathers are contiguous. Matmuls
-        # with W_enc cost the same either way; saved files are row-major (`state_for_save`).
+        # W_enc [d_in, d_sae] is stored latent-major: the registered parameter `_W_enc` is
+        # [d_sae, d_in] row-major and `W_enc` its transpose view (as a tied W_dec is a view of
+        # it). The sparse backward builds W_enc's gradient latent by latent, in that layout, so
+        # autograd hands the optimizer a contiguous parameter and gradient (fused Adam copied a
+        # non-contiguous parameter every step, ~35 ms at 768 x 16384), and a tied W_dec is
+        # row-major, so decoder row gathers are contiguous. Matmuls with W_enc cost the same
+        # either way. state_dict() and saved files show W_enc as [d_in, d_sae] (SAELens), so
+        # checkpoints keep their format (`_save_to_state_dict`, `saved_parameters`).
         w_init = torch.empty(d_in, d_sae)
         nn.init.xavier_uniform_(w_init, gain=init_gain)  # same values as a row-major init
-        self.W_enc = nn.Parameter(torch.empty(d_sae, d_in).t().copy_(w_init))
+        self._W_enc = nn.Parameter(w_init.t().contiguous())
         self.b_enc = nn.Parameter(torch.zeros(d_sae))
         self.b_dec = nn.Parameter(torch.zeros(d_in))
         if tied:
             self._W_dec = None
         else:
             # Row-major [d_sae, d_in], so a decoder row gather reads contiguous memory.
-            w = self.W_enc.detach().t()
+            w = self._W_enc.detach()
             self._W_dec = nn.Parameter(
                 (w / w.norm(dim=1, keepdim=True).clamp_min(1e-8)).contiguous()
             )
@@ -77,16 +81,53 @@ class SAE(nn.Module):
         self.register_buffer("threshold", torch.zeros(()))
 
     @property
+    def W_enc(self) -> Tensor:
+        """[d_in, d_sae] encoder: a transpose view of the parameter `_W_enc` (same storage)."""
+        return self._W_enc.t()
+
+    @property
     def W_dec(self) -> Tensor:
-        """[d_sae, d_in] decoder; with tied weights a view of W_enc (same storage)."""
-        return self.W_enc.t() if self._W_dec is None else self._W_dec
+        """[d_sae, d_in] decoder; with tied weights the parameter `_W_enc` itself."""
+        return self._W_enc if self._W_dec is None else self._W_dec
+
+    def saved_parameters(self) -> list[Tensor]:
+        """`parameters()` in the layout state_dict() and checkpoints hold them: W_enc
+        [d_in, d_sae], b_enc, b_dec, W_dec (absent when tied)."""
+        return [p.t() if p is self._W_enc else p for p in self.parameters()]
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        """state_dict() names and shapes as before `_W_enc`: W_enc [d_in, d_sae] (a view)."""
+        local: dict = {}
+        super()._save_to_state_dict(local, prefix, keep_vars)
+        for key, value in local.items():
+            if key == prefix + "_W_enc":
+                destination[prefix + "W_enc"] = value.t()
+            else:
+                destination[key] = value
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Accept W_enc [d_in, d_sae] (every checkpoint and state_dict() writes that)."""
+        w = state_dict.pop(prefix + "W_enc", None)
+        if w is not None:
+            state_dict[prefix + "_W_enc"] = w.t() if isinstance(w, Tensor) and w.dim() == 2 else w
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def train(self, mode: bool = True) -> SAE:
+        if not mode:
+            sparse_ops.release_workspaces()  # keep no training buffers alive for inference
+        return super().train(mode)
 
     # --- encode -------------------------------------------------------------------------------
     def pre_activations(self, x: Tensor) -> Tensor:
         """[B, d_sae] pre-activations without gradient (the selection step needs no gradient)."""
         with torch.no_grad():
             xc = x - self.b_dec if self.center_input else x
-            return torch.addmm(self.b_enc, xc, self.W_enc)
+            if not (self.training and xc.dtype == self._W_enc.dtype
+                    and not torch.is_autocast_enabled(xc.device.type)):
+                return torch.addmm(self.b_enc, xc, self.W_enc)
+            # training: into a recycled buffer (a fresh [B, d_sae] one costs page faults)
+            out = sparse_ops.workspace((xc.shape[0], self.d_sae), xc.dtype, xc.device)
+            return torch.addmm(self.b_enc, xc, self.W_enc, out=out)
 
     def select(self, pre: Tensor, k: int | None = None) -> tuple[Tensor, Tensor | None]:
         """Which latents each row keeps: (ids [B, w], kept [B, w] bool, or None when every
@@ -100,7 +141,7 @@ class SAE(nn.Module):
         shorter rows are padded with slots marked not kept (their activation must be 0)."""
         k = self.k if k is None else k
         if self.kind == "topk":
-            return pre.topk(k, dim=1, sorted=False).indices, None
+            return sparse_ops.topk_indices(pre, k), None  # = pre.topk(k), faster
         if self.kind == "batchtopk" and self.training:
             flat = pre.flatten().topk(k * pre.shape[0], sorted=False)
             keep = torch.zeros_like(pre, dtype=torch.bool).flatten()

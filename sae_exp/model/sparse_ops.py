@@ -14,17 +14,26 @@ needs a dense [B, d_sae] matrix. With S the sparse code ([B, d_sae], k non-zeros
 Each backward costs O(B k d_in) instead of O(B d_sae d_in). Values and gradients equal the dense
 autograd path within float tolerance (tests/test_sparse_ops.py).
 
-Where the time goes, one training step at B 4096, d_in 768, d_sae 16384, k 32 on 2 CPU cores
-(`python -m sae_exp.bench`): ~0.75 s in all, of which the encoder matmul (the floor every SAE
-pays) ~0.57 s, top-k 0.05 s, embedding_bag decode 0.006 s, this module's backward ~0.065 s (SDDMM
-0.017 s, where gathering W_dec rows into [B, k, d_in] chunks for bmm took ~0.38 s; each CSR
-matmul ~0.017 s, written with `addmm(beta=0)` into an uninitialised buffer since `mm` zero-fills
-first; the latent sort ~2.5 ms, built once per `idx` and shared by the decoder's and the
-encoder's backward), Adam ~0.035 s (fused), clip + renorm ~0.015 s. Layout matters more than any
-of it: row gathers of a column-major W_dec (a `.t().clone()` keeps the strides) cost ~0.9 s in
-embedding_bag alone. W_enc's gradient comes out latent-major ([d_sae, d_in] row-major, returned
-as its transpose): it matches the parameter's layout when W_enc is stored that way (`sae.SAE`
-does), so autograd copies nothing.
+Where the time goes, one training step at B 4096, d_in 768, d_sae 16384, k 32 on a 2-core AMD
+EPYC VM (2026-12-02; torch profiler, per step, 2 threads): the step is ~1.10x the encoder matmul
+`x @ W_enc` (interleaved rounds, quiet machine; 1.12x at 1 thread; before these changes 1.32x
+and 1.26x). Under load from other processes the 2-thread ratio rises to ~1.4x (its many small
+parallel ops wait for a descheduled thread; the one big matmul hardly does). Beyond the matmul
+(~0.66 s, bias included): top-k ~60 ms (`topk_indices`; torch.topk ~73 ms), SDDMM ~26 ms, the
+two CSR matmuls ~10 ms each (written with `addmm(beta=0)` into an uninitialised buffer since
+`mm` zero-fills first), fused Adam ~15 ms, embedding_bag decode ~9 ms, decoder projection + clip
++ renorm ~20 ms (bmm 7, norms 7, addcmul 3, div 2), the loss's [B, d_in] element-wise ops ~15
+ms, the latent sort ~1.5 ms (built once per `idx`, shared by the decoder's and the encoder's
+backward). Gathering W_dec rows into [B, k, d_in] chunks for bmm instead of SDDMM took ~0.38 s.
+Hidden costs that were larger than most of these: (1) page faults. A fresh 4096 x 16384 CPU
+tensor costs ~0.1 s of first-touch faults at 1 thread on this VM, a fresh 16384 x 768 gradient
+~20 ms, so the pre-activations and the CSR outputs (the W_enc and W_dec gradients) come from
+`workspace`, recycled buffers. (The floor allocates its output, so it pays them: with `out=` it
+is ~0.1 s faster at 1 thread.) (2) Layout. Row gathers of a column-major W_dec cost ~0.9 s in
+embedding_bag alone, and fused Adam copies a non-contiguous parameter every step (~35 ms):
+W_enc's gradient comes out latent-major ([d_sae, d_in] row-major, returned as its transpose),
+which is the layout of the parameter `sae.SAE` registers (`_W_enc`, W_enc its transpose view),
+so autograd and Adam copy nothing.
 
 Gradients are computed in the weight's dtype (float32 parameters under bf16 autocast receive
 float32 gradients); the CSR and SDDMM kernels need float32/float64, other dtypes are upcast.
@@ -42,6 +51,41 @@ import torch.nn.functional as F
 from torch import Tensor
 
 _SPARSE_DTYPES = (torch.float32, torch.float64)
+
+# References to a storage (private torch API; without it workspaces are never reused).
+_use_count = getattr(torch._C, "_storage_Use_Count", None)
+_WORKSPACES_PER_SHAPE = 4  # W_enc, W_dec gradients, and AuxK's two (trainer)
+_ws_lock = threading.Lock()
+_workspaces: dict[tuple, list[Tensor]] = {}
+
+
+def workspace(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """An uninitialised CPU tensor, recycled from earlier calls once nothing else references it.
+
+    A fresh large CPU tensor costs one page fault per 4 KiB on first touch (~20 ms for a
+    16384 x 768 gradient, ~0.1 s for 4096 x 16384 pre-activations on a 2-core VM: as much as
+    the work done in it). Pooled tensors are handed out as a second handle (a view); one is
+    reused only when its storage has no other reference, i.e. after the optimizer dropped the
+    gradient (`zero_grad(set_to_none=True)`) or the caller dropped the pre-activations, so
+    live data is never overwritten. Other devices (CUDA caches memory itself): plain empty."""
+    if device.type != "cpu" or _use_count is None:
+        return torch.empty(shape, dtype=dtype, device=device)
+    key = (tuple(shape), dtype)
+    with _ws_lock:
+        pool = _workspaces.setdefault(key, [])
+        for buf in pool:
+            if _use_count(buf.untyped_storage()._cdata) == 2:  # the pool's + this handle
+                return buf.view_as(buf)
+        buf = torch.empty(shape, dtype=dtype)
+        pool.append(buf)
+        del pool[:-_WORKSPACES_PER_SHAPE]  # forget the oldest (their holders keep them alive)
+        return buf.view_as(buf)
+
+
+def release_workspaces() -> None:
+    """Drop the pool (SAE.eval() calls this: no training buffers are kept for inference)."""
+    with _ws_lock:
+        _workspaces.clear()
 
 
 class LatentOrder(NamedTuple):
@@ -82,6 +126,33 @@ def latent_order(idx: Tensor, d_sae: int) -> LatentOrder:
     return result
 
 
+def topk_indices(pre: Tensor, k: int, group: int = 32) -> Tensor:
+    """[B, k] column ids of the k largest entries of each row of pre [B, n], unsorted: the
+    values equal `pre.topk(k, dim=1)`'s exactly; ids differ only among tied values.
+
+    On CPU, through group maxima: the row's columns split into groups of `group`; the k groups
+    with the largest maxima hold k elements, each at least every element of the other groups,
+    so the row's k largest are among those k * group candidates (plus the n % group columns
+    left over, always candidates). One max pass, a top-k over n / group maxima and one over the
+    candidates: ~60 vs ~73 ms for torch.topk at 4096 x 16384, k 32, on 2 cores (torch.topk's
+    cost per element is the same, but rows of n >= 64 k take its fast partial-sort path).
+    Elsewhere, or when candidates would be more than n / 4: torch.topk."""
+    n_rows, n = pre.shape
+    m = n // group
+    if pre.device.type != "cpu" or pre.dim() != 2 or 4 * k * group > n:
+        return pre.topk(k, dim=1, sorted=False).indices
+    body = pre[:, : m * group].unflatten(1, (m, group))  # [B, m, group], a view
+    top_groups = body.amax(2).topk(k, dim=1, sorted=False).indices  # [B, k]
+    cand = body.gather(1, top_groups.unsqueeze(2).expand(n_rows, k, group)).flatten(1)
+    tail = n - m * group
+    if tail:
+        cand = torch.cat([cand, pre[:, m * group :]], dim=1)
+    sel = cand.topk(k, dim=1, sorted=False).indices  # [B, k] positions among candidates
+    in_groups = sel < k * group
+    grouped = top_groups.gather(1, (sel // group).clamp_max(k - 1)) * group + sel % group
+    return torch.where(in_groups, grouped, sel - k * group + m * group) if tail else grouped
+
+
 def _csr(crow: Tensor, cols: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
     with warnings.catch_warnings():  # "CSR support is in beta": known, and tested here
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -101,9 +172,10 @@ def latent_matmul(idx: Tensor, values: Tensor, dense: Tensor, d_sae: int) -> Ten
     S_t = csr_by_latent(idx, values, d_sae)
     if dense.device.type != "cpu":
         return S_t @ dense
-    out = torch.empty(d_sae, dense.shape[1], dtype=dense.dtype, device=dense.device)
+    out = workspace((d_sae, dense.shape[1]), dense.dtype, dense.device)
     # beta=0 ignores out's (uninitialised) contents; mm would zero-fill it first (~+10 ms)
-    return torch.addmm(out, S_t, dense, beta=0.0, out=out)
+    torch.addmm(out, S_t, dense, beta=0.0, out=out)
+    return out
 
 
 def gathered_dot(G: Tensor, W: Tensor, idx: Tensor, method: str = "auto") -> Tensor:

@@ -30,7 +30,7 @@ def check_state(state: Any, trainer, path: Path, total: int | None = None,
         raise DataError(f"{path} lacks {', '.join(missing)}: it is damaged or not an sae_exp "
                         f"checkpoint; {_FIX}.")
     _check_weights(state["sae"], trainer.sae.state_dict(), path)
-    _check_optimizer(state["optimizer"], list(trainer.sae.parameters()), path)
+    _check_optimizer(state["optimizer"], trainer.sae.saved_parameters(), path)
     _check_progress(state, trainer.sae.d_sae, path, total, rows_per_step)
 
 

@@ -145,7 +145,7 @@ class Trainer:
         """Per-group lr factors for this (global) batch size; from the config, also after a
         resume (a checkpoint's own group settings are not used)."""
         enc, dec = matrix_lr_scales(self.opt_cfg, batch_size)
-        by_param = {id(self.sae.W_enc): enc}
+        by_param = {id(self.sae._W_enc): enc}
         if self.sae._W_dec is not None:
             by_param[id(self.sae._W_dec)] = dec
         self.lr_scales = [by_param.get(id(g["params"][0]), 1.0)
@@ -298,7 +298,7 @@ class Trainer:
         for name, p in self.sae.named_parameters():
             if not bool(torch.isfinite(p).all()):
                 raise TrainingError(
-                    f"non-finite weights ({name}) after step {self.state.step}: "
+                    f"non-finite weights ({name.lstrip('_')}) after step {self.state.step}: "
                     f"{self._kept()}; lower optimizer.lr or check the activations for outliers."
                 )
 
@@ -318,7 +318,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "sae": self.sae.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": _enc_state_as_saved(self.optimizer.state_dict(), self.sae),
             "step": self.state.step,
             "rows_since_fired": self.state.rows_since_fired.clone(),
             "history": self.state.history,
@@ -327,7 +327,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.sae.load_state_dict(state["sae"])
-        self.optimizer.load_state_dict(_regroup(state["optimizer"], self.optimizer))
+        saved = _enc_state_as_saved(_regroup(state["optimizer"], self.optimizer), self.sae)
+        self.optimizer.load_state_dict(saved)
         self.state = TrainState(
             step=int(state["step"]),
             rows_since_fired=state["rows_since_fired"].clone(),
@@ -335,6 +336,21 @@ class Trainer:
         )
         torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it
         self.saved_step = self.state.step
+
+
+def _enc_state_as_saved(opt_state: dict, sae: SAE) -> dict:
+    """The optimizer state with W_enc's moments transposed ([d_sae, d_in] <-> [d_in, d_sae]):
+    checkpoints hold them in W_enc's SAELens shape, like the weights (`SAE.state_dict`), the
+    optimizer the registered parameter's. A transpose is its own inverse: saving and loading
+    both call this. Views, not copies; the other parameters' states are shared, not copied."""
+    ids = [i for g in opt_state["param_groups"] for i in g["params"]]
+    pos = next(n for n, p in enumerate(sae.parameters()) if p is sae._W_enc)
+    enc = opt_state["state"].get(ids[pos])
+    if not enc:
+        return opt_state
+    moved = {key: (t.t() if isinstance(t, torch.Tensor) and t.dim() == 2 else t)
+             for key, t in enc.items()}
+    return {**opt_state, "state": {**opt_state["state"], ids[pos]: moved}}
 
 
 def _regroup(saved: dict, optimizer: torch.optim.Optimizer) -> dict:
