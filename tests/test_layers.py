@@ -14,6 +14,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from sae_exp.config import ModelDataConfig, register_configs, validate
+from sae_exp.data import cache
 from sae_exp.data import extract as extract_mod
 from sae_exp.data.extract import extract, extract_layers, load_model
 from sae_exp.data.sources import load_activations
@@ -52,7 +53,10 @@ def test_one_pass_gives_each_layers_single_extract(models, which, layers):
     assert sorted(got) == sorted(layers)
     for layer in layers:
         acts, one_index, one_tokens = _one(models[which], layer)
+        full, _, _ = extract_layers(_sentences(), models[which], [0, layer], "token", 32, 2,
+                                    "float32", "cpu")  # output_hidden_states, no hooks
         np.testing.assert_allclose(got[layer], acts, atol=1e-6)
+        np.testing.assert_allclose(got[layer], full[layer], atol=1e-6)
         np.testing.assert_array_equal(index, one_index)
         np.testing.assert_array_equal(tokens, one_tokens)
     assert not np.allclose(got[layers[0]], got[layers[1]])
@@ -77,6 +81,20 @@ def test_one_forward_per_batch_and_no_block_above_the_deepest(models):
     extract_layers(_sentences(), models["bert"], [1, 2], "mean", 32, 2, "float32", "cpu",
                    loaded=(tok, model))
     assert calls == {"model": 3, "block2": 0, "block3": 0}  # 5 sentences in batches of 2
+
+
+def test_put_if_missing_keeps_a_valid_entry_and_skips_a_locked_key(tmp_path):
+    import fcntl
+
+    rows, index = np.ones((2, 3), np.float32), np.array([0, 1])
+    assert cache.put_if_missing(tmp_path, "k", rows, index, None, {"n": 1})
+    assert not cache.put_if_missing(tmp_path, "k", rows * 2, index, None, {"n": 2})
+    entry = cache.get_or_build(tmp_path, "k", lambda: pytest.fail("rebuilt"))
+    np.testing.assert_array_equal(entry.acts, rows)
+    with open(tmp_path / "other.lock", "a+") as held:  # another job is building "other"
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert not cache.put_if_missing(tmp_path, "other", rows, index, None, {})
+    assert not cache.has(tmp_path, "other")
 
 
 def _corpus(path: Path) -> str:
