@@ -139,9 +139,9 @@ def extract_layers(sentences: Sentences, model_path: str, layers: Sequence[int],
             batch = order[start:start + batch_size]
             input_ids, mask = _padded_batch(ids, batch, pad_id)
             hs = hidden_states_at(model, input_ids.to(device), mask.to(device), layers, blocks)
-            for x, h in hs.items():
-                _store_rows(rows[x], h.float().cpu().numpy(), batch, ids, keep, pooling, tok,
-                            texts)
+            for x, h in hs.items():  # tokens are the same for every layer: convert once
+                _store_rows(rows[x], h.float().cpu().numpy(), batch, ids, keep, pooling,
+                            tok if x == layers[0] else None, texts)
             bar.update(len(batch))
     _log_speed(len(texts), int(offsets[-1]), time.perf_counter() - t0, layers,
                early=blocks is not None and 0 < layers[0] and layers[-1] < top)
@@ -201,13 +201,15 @@ class _Rows(NamedTuple):
 
 def _store_rows(out: _Rows, h: np.ndarray, batch: np.ndarray, ids: list[list[int]],
                 keep: list[np.ndarray], pooling: str, tok, texts: list[str]) -> None:
-    """Copy one batch's hidden states h [B, T, d] into the rows of its sentences."""
+    """Copy one batch's hidden states h [B, T, d] into the rows of its sentences (token rows'
+    tokens too, unless `tok` is None)."""
     for row, i in enumerate(batch):
         k = keep[i]
         lo, hi = out.offsets[i], out.offsets[i + 1]
         if pooling == "token":
             out.acts[lo:hi] = h[row, k]
-            out.tokens[lo:hi] = tok.convert_ids_to_tokens([ids[i][j] for j in k])
+            if tok is not None:
+                out.tokens[lo:hi] = tok.convert_ids_to_tokens([ids[i][j] for j in k])
         else:  # mean over real tokens; all tokens if a sentence has none
             out.acts[lo] = h[row, k].mean(0) if len(k) else h[row, : len(ids[i])].mean(0)
             out.tokens[lo] = texts[i]

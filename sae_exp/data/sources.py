@@ -7,7 +7,9 @@ Model sources (logic_minilm, hf_model): corpus -> activation cache -> `extract`.
 (also the set's fingerprint) hashes the extraction code version, the transformers version, the
 model (see `cache.model_fingerprint`), layer, pooling, max_length, dtype and the corpus file's
 bytes. A split drawn from `test_fraction` and the seed is not part of it: it is re-derived from
-those config values, so runs with different seeds share one entry.
+those config values, so runs with different seeds share one entry. `data.also_layers`: on a miss,
+those layers (where not cached yet) come out of the same forward pass and are cached under the
+keys their own runs compute, so a layer sweep extracts once.
 
 File source, `data.path=`:
 - an `.npz` with `activations` [N, d] float, `labels` [N] str and optionally `sentence_ids` [N]
