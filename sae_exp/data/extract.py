@@ -245,8 +245,8 @@ def hidden_states_at(model, input_ids: torch.Tensor, mask: torch.Tensor, layers:
     """{layer: hidden_states[layer]} from one forward pass that stops after the deepest one.
 
     Same rule as `hidden_state`: hooks on blocks layer-1 capture the middle layers and the
-    deepest one stops the pass; asking for layer 0 or the last layer takes one full pass with
-    output_hidden_states (no early stop is possible then anyway)."""
+    deepest one stops the pass. Asking for layer 0 (no block outputs it) or the last layer (a
+    final norm may follow the last block) takes one full pass with output_hidden_states."""
     layers = sorted({int(x) for x in layers})
     n = len(blocks) if blocks is not None else 0
     if blocks is None or not all(1 <= x < n for x in layers):
