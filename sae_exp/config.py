@@ -105,6 +105,9 @@ class ModelDataConfig(DataConfig):
     source: str = "logic_minilm"
     model_path: str | None = None  # null = the packaged all-MiniLM-L6-v2
     layer: int = 3  # hidden_states index: 0 = embeddings, 1..n = transformer blocks
+    # other hidden_states layers extracted in the same forward pass and cached beside data.layer:
+    # give a layer sweep's layers here and it extracts once
+    also_layers: list[int] = field(default_factory=list)
     pooling: str = "token"  # token (one row per token) | mean (one row per sentence)
     corpus: str | None = None  # .jsonl/.csv with text,label[,subset][,split]; null = shipped corpus
     max_length: int = 128
@@ -380,6 +383,9 @@ def _check_data(d: DataConfig) -> None:
     if isinstance(d, ModelDataConfig):
         _one_of("data.pooling", d.pooling, POOLINGS)
         _check(d.layer >= 0, "data.layer", d.layer, "use a hidden-state index >= 0")
+        _check(all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
+                   for x in d.also_layers), "data.also_layers", list(d.also_layers),
+               "use a list of hidden-state indices >= 0, e.g. [1,2,3]")
         _check(d.batch_size >= 1, "data.batch_size", d.batch_size, "use an integer >= 1")
         _check(d.max_length >= 1, "data.max_length", d.max_length, "use an integer >= 1")
     if isinstance(d, SyntheticDataConfig):

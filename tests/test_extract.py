@@ -15,21 +15,21 @@ TEXTS = ["the cat sat on the mat", "if every dog ran fast", "some red house",
          "unless the big blue tree cats not slow", "a dog"]
 
 
-def make_tiny_bert(path) -> str:
-    """A 2-layer random BERT with a WordPiece vocab of WORDS, saved for AutoModel."""
+def make_tiny_bert(path, n_layers: int = 2) -> str:
+    """An n_layers-block random BERT with a WordPiece vocab of WORDS, saved for AutoModel."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "##s"]
     tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2,
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=n_layers,
                      num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)
     BertModel(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
 
 
-def make_tiny_gpt2(path) -> str:
-    """A 2-layer random GPT-2 with a word-level tokenizer and no pad token (as GPT-2 ships)."""
+def make_tiny_gpt2(path, n_layers: int = 2) -> str:
+    """An n_layers-block random GPT-2, word-level tokenizer, no pad token (as GPT-2 ships)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import GPT2Config, GPT2Model, PreTrainedTokenizerFast
 
@@ -38,7 +38,7 @@ def make_tiny_gpt2(path) -> str:
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>",
                                   unk_token="<unk>")
-    cfg = GPT2Config(vocab_size=len(vocab), n_embd=16, n_layer=2, n_head=2, n_positions=64)
+    cfg = GPT2Config(vocab_size=len(vocab), n_embd=16, n_layer=n_layers, n_head=2, n_positions=64)
     GPT2Model(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)

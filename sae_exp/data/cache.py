@@ -121,6 +121,39 @@ def get_or_build(cache_dir: str | Path, key: str, build: Builder) -> CacheEntry:
     return _load(entry_dir)
 
 
+def has(cache_dir: str | Path, key: str) -> bool:
+    """Whether a valid (checksummed) entry for `key` exists, without building anything."""
+    try:
+        _load(Path(cache_dir) / key)
+    except (CorruptEntry, FileNotFoundError):
+        return False
+    return True
+
+
+def put_if_missing(cache_dir: str | Path, key: str, acts: np.ndarray, sentence_index: np.ndarray,
+                   tokens: np.ndarray | None, info: dict) -> bool:
+    """Write an entry for `key` already computed elsewhere (a layer extracted in the same pass
+    as another); True if written. Nothing happens if a valid entry exists, or if another process
+    holds the key's lock: that process is building the same entry, and waiting for it while
+    holding our own key's lock could deadlock two jobs that each extract the other's layer."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / f"{key}.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("cache entry %s is being built by another process; not writing it", key)
+            return False
+        try:
+            if has(cache_dir, key):
+                return False
+            _write(cache_dir / key, key, acts, sentence_index, tokens, info)
+            log.info("cache put: %s", key)
+            return True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def _lock(path: Path, key: str) -> Iterator[None]:
     with open(path, "a+") as f:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import NamedTuple
@@ -62,7 +63,8 @@ def load_model(model_path: str, dtype: str, device: str):
 
 
 def n_layers(model) -> int:
-    cfg = model.config
+    """Number of transformer blocks of a model (or of its `transformers` config)."""
+    cfg = getattr(model, "config", model)
     for name in ("num_hidden_layers", "n_layer", "num_layers"):
         if isinstance(getattr(cfg, name, None), int):
             return int(getattr(cfg, name))
@@ -96,6 +98,18 @@ def extract(sentences: Sentences, model_path: str, layer: int, pooling: str, max
     str (the token of each row; the sentence text for mean pooling). `loaded`: a (tokenizer,
     model) pair already loaded from model_path (`preload_model`).
     """
+    acts, sentence_index, tokens = extract_layers(sentences, model_path, [layer], pooling,
+                                                  max_length, batch_size, dtype, device, loaded)
+    return acts[layer], sentence_index, tokens
+
+
+def extract_layers(sentences: Sentences, model_path: str, layers: Sequence[int], pooling: str,
+                   max_length: int, batch_size: int, dtype: str, device: str,
+                   loaded: tuple | None = None
+                   ) -> tuple[dict[int, np.ndarray], np.ndarray, np.ndarray]:
+    """`extract` for several layers in one forward pass per batch: ({layer: acts}, sentence_index,
+    tokens). Rows, sentence_index and tokens do not depend on the layer, so all layers share
+    them; a layer sweep pays for one pass up to its deepest layer instead of one per layer."""
     if sentences.texts is None:
         raise DataError("these sentences have no texts, so a model cannot encode them.")
     if pooling not in POOLINGS:
@@ -103,16 +117,18 @@ def extract(sentences: Sentences, model_path: str, layer: int, pooling: str, max
     texts = [str(t) for t in sentences.texts]
     tok, model = loaded if loaded is not None else load_model(model_path, dtype, device)
     top = n_layers(model)
-    if not 0 <= layer <= top:
-        raise DataError(f"data.layer={layer} is out of range for {model_path}: use 0..{top} "
-                        f"(0 = embeddings, {top} = last block).")
+    layers = sorted({int(x) for x in layers})
+    if len(layers) == 1:
+        check_layer_range("data.layer", layers[0], top, model_path)
+    else:
+        check_layer_range("data.layer/data.also_layers", layers, top, model_path)
     enc = tok(texts, truncation=True, max_length=max_length, return_special_tokens_mask=True)
     ids, special = enc["input_ids"], enc["special_tokens_mask"]
     keep = [np.flatnonzero(np.asarray(s) == 0) for s in special]
     _warn_truncated(tok, texts, ids, max_length)
     n_rows = _rows_per_sentence(keep, pooling)
     offsets = np.concatenate([[0], np.cumsum(n_rows)])
-    rows = _Rows.empty(offsets, int(model.config.hidden_size))
+    rows = {x: _Rows.empty(offsets, int(model.config.hidden_size)) for x in layers}
     sentence_index = np.repeat(np.arange(len(texts), dtype=np.int64), n_rows)
     order = np.argsort([-len(x) for x in ids], kind="stable")
     pad_id = tok.pad_token_id
@@ -122,15 +138,31 @@ def extract(sentences: Sentences, model_path: str, layer: int, pooling: str, max
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
             input_ids, mask = _padded_batch(ids, batch, pad_id)
-            h = hidden_state(model, input_ids.to(device), mask.to(device), layer, blocks)
-            _store_rows(rows, h.float().cpu().numpy(), batch, ids, keep, pooling, tok, texts)
+            hs = hidden_states_at(model, input_ids.to(device), mask.to(device), layers, blocks)
+            for x, h in hs.items():  # tokens are the same for every layer: convert once
+                _store_rows(rows[x], h.float().cpu().numpy(), batch, ids, keep, pooling,
+                            tok if x == layers[0] else None, texts)
             bar.update(len(batch))
-    seconds = time.perf_counter() - t0
-    log.info("extracted %d sentences (%d rows) in %.1fs: %.0f sentences/s%s", len(texts),
-             len(rows.acts), seconds, len(texts) / max(seconds, 1e-9),
-             f" (blocks above layer {layer} skipped)" if blocks is not None and layer < top
-             else "")
-    return rows.acts, sentence_index, rows.tokens.astype(str)
+    _log_speed(len(texts), int(offsets[-1]), time.perf_counter() - t0, layers,
+               early=blocks is not None and 0 < layers[0] and layers[-1] < top)
+    tokens = rows[layers[0]].tokens.astype(str)
+    return {x: r.acts for x, r in rows.items()}, sentence_index, tokens
+
+
+def check_layer_range(key: str, value: int | list[int], top: int, model_path: str) -> None:
+    """One-line DataError naming `key` when a hidden_states index is outside 0..top."""
+    layers = value if isinstance(value, list) else [value]
+    if not all(0 <= int(x) <= top for x in layers):
+        raise DataError(f"{key}={value} is out of range for {model_path}: use 0..{top} "
+                        f"(0 = embeddings, {top} = last block).")
+
+
+def _log_speed(n_sentences: int, n_rows: int, seconds: float, layers: list[int],
+               early: bool) -> None:
+    log.info("extracted %d sentences (%d rows, layer%s %s) in %.1fs: %.0f sentences/s%s",
+             n_sentences, n_rows, "s" if len(layers) > 1 else "",
+             ",".join(map(str, layers)), seconds, n_sentences / max(seconds, 1e-9),
+             f" (blocks above layer {layers[-1]} skipped)" if early else "")
 
 
 def _rows_per_sentence(keep: list[np.ndarray], pooling: str) -> np.ndarray:
@@ -169,13 +201,15 @@ class _Rows(NamedTuple):
 
 def _store_rows(out: _Rows, h: np.ndarray, batch: np.ndarray, ids: list[list[int]],
                 keep: list[np.ndarray], pooling: str, tok, texts: list[str]) -> None:
-    """Copy one batch's hidden states h [B, T, d] into the rows of its sentences."""
+    """Copy one batch's hidden states h [B, T, d] into the rows of its sentences (token rows'
+    tokens too, unless `tok` is None)."""
     for row, i in enumerate(batch):
         k = keep[i]
         lo, hi = out.offsets[i], out.offsets[i + 1]
         if pooling == "token":
             out.acts[lo:hi] = h[row, k]
-            out.tokens[lo:hi] = tok.convert_ids_to_tokens([ids[i][j] for j in k])
+            if tok is not None:
+                out.tokens[lo:hi] = tok.convert_ids_to_tokens([ids[i][j] for j in k])
         else:  # mean over real tokens; all tokens if a sentence has none
             out.acts[lo] = h[row, k].mean(0) if len(k) else h[row, : len(ids[i])].mean(0)
             out.tokens[lo] = texts[i]
@@ -203,23 +237,40 @@ def hidden_state(model, input_ids: torch.Tensor, mask: torch.Tensor, layer: int,
     For 1 <= layer < last, hidden_states[layer] is the output of block layer-1, so a hook there
     stops the forward pass early (half the cost at the default layer 3 of MiniLM's 6). The last
     layer (a causal LM may apply a final norm to it) and the embeddings take the full pass."""
+    return hidden_states_at(model, input_ids, mask, [layer], blocks)[layer]
+
+
+def hidden_states_at(model, input_ids: torch.Tensor, mask: torch.Tensor, layers: Sequence[int],
+                     blocks: torch.nn.ModuleList | None) -> dict[int, torch.Tensor]:
+    """{layer: hidden_states[layer]} from one forward pass that stops after the deepest one.
+
+    Same rule as `hidden_state`: hooks on blocks layer-1 capture the middle layers and the
+    deepest one stops the pass. Asking for layer 0 (no block outputs it) or the last layer (a
+    final norm may follow the last block) takes one full pass with output_hidden_states."""
+    layers = sorted({int(x) for x in layers})
     n = len(blocks) if blocks is not None else 0
-    if blocks is None or not 1 <= layer < n:
+    if blocks is None or not all(1 <= x < n for x in layers):
         out = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
-        return out.hidden_states[layer]
+        return {x: out.hidden_states[x] for x in layers}
+    got: dict[int, torch.Tensor] = {}
 
-    def stop(_module, _inputs, output):
-        raise _Reached(output[0] if isinstance(output, tuple) else output)
+    def hook(layer: int):
+        def capture(_module, _inputs, output):
+            got[layer] = output[0] if isinstance(output, tuple) else output
+            if layer == layers[-1]:
+                raise _Reached(got[layer])
+        return capture
 
-    handle = blocks[layer - 1].register_forward_hook(stop)
+    handles = [blocks[x - 1].register_forward_hook(hook(x)) for x in layers]
     try:
         model(input_ids=input_ids, attention_mask=mask)
-    except _Reached as r:
-        return r.hidden
+    except _Reached:
+        return got
     finally:
-        handle.remove()
-    raise DataError(f"{type(model).__name__} never ran block {layer - 1}; cannot extract "
-                    f"layer {layer}.")
+        for h in handles:
+            h.remove()
+    raise DataError(f"{type(model).__name__} never ran block {layers[-1] - 1}; cannot extract "
+                    f"layer {layers[-1]}.")
 
 
 def _warn_truncated(tok, texts: list[str], ids: list[list[int]], max_length: int) -> None:

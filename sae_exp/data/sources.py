@@ -7,7 +7,9 @@ Model sources (logic_minilm, hf_model): corpus -> activation cache -> `extract`.
 (also the set's fingerprint) hashes the extraction code version, the transformers version, the
 model (see `cache.model_fingerprint`), layer, pooling, max_length, dtype and the corpus file's
 bytes. A split drawn from `test_fraction` and the seed is not part of it: it is re-derived from
-those config values, so runs with different seeds share one entry.
+those config values, so runs with different seeds share one entry. `data.also_layers`: on a miss,
+those layers (where not cached yet) come out of the same forward pass and are cached under the
+keys their own runs compute, so a layer sweep extracts once.
 
 File source, `data.path=`:
 - an `.npz` with `activations` [N, d] float, `labels` [N] str and optionally `sentence_ids` [N]
@@ -65,9 +67,7 @@ def load_activations(data_cfg, seed: int, device: str = "cpu") -> ActivationSet:
 
 # ---------------------------------------------------------------- model sources
 def _from_model(cfg, seed: int, device: str) -> ActivationSet:
-    import transformers
-
-    from sae_exp.data.extract import EXTRACT_VERSION, extract, minilm_path
+    from sae_exp.data.extract import minilm_path
 
     model_path = cfg.model_path
     if not model_path:
@@ -77,20 +77,17 @@ def _from_model(cfg, seed: int, device: str) -> ActivationSet:
     model_path = str(Path(model_path).expanduser())
     corpus_path = Path(cfg.corpus).expanduser() if cfg.corpus else shipped_corpus_path()
     sentences = load_corpus(str(corpus_path) if cfg.corpus else None, cfg.test_fraction, seed)
-    parts = {"extract_version": EXTRACT_VERSION, "transformers": transformers.__version__,
-             "model": cache.model_fingerprint(model_path), "layer": int(cfg.layer),
-             "pooling": cfg.pooling, "max_length": int(cfg.max_length), "dtype": cfg.dtype,
-             "corpus_sha256": cache.sha256_file(corpus_path)}
-    key = cache.key_of(parts)
+    also = sorted({int(x) for x in (getattr(cfg, "also_layers", None) or [])} - {int(cfg.layer)})
+    if also:
+        _check_layers(int(cfg.layer), also, model_path)
+    key_of_layer = _layer_keys(cfg, model_path, corpus_path)
+    key = key_of_layer(int(cfg.layer))
     info = {"source": cfg.source, "model_path": model_path, "layer": int(cfg.layer),
             "pooling": cfg.pooling, "max_length": int(cfg.max_length), "dtype": cfg.dtype,
             "corpus": str(corpus_path), "n_sentences": len(sentences)}
 
     def build():
-        acts, index, tokens = extract(sentences, model_path, int(cfg.layer), cfg.pooling,
-                                      int(cfg.max_length), int(cfg.batch_size), cfg.dtype,
-                                      device)
-        return acts, index, tokens, info
+        return _extract_and_share(cfg, sentences, model_path, device, info, also, key_of_layer)
 
     entry = cache.get_or_build(cfg.cache_dir, key, build)
     if len(entry.sentence_index) and int(entry.sentence_index.max()) >= len(sentences):
@@ -98,6 +95,52 @@ def _from_model(cfg, seed: int, device: str) -> ActivationSet:
     return ActivationSet(acts=entry.acts, sentence_index=entry.sentence_index,
                          sentences=sentences, tokens=entry.tokens, fingerprint=key,
                          meta={**info, "cache_key": key, "cache_entry": str(entry.path)})
+
+
+def _layer_keys(cfg, model_path: str, corpus_path: Path):
+    """layer -> cache key: what a run with data.layer=<layer> and this config would use."""
+    import transformers
+
+    from sae_exp.data.extract import EXTRACT_VERSION
+
+    parts = {"extract_version": EXTRACT_VERSION, "transformers": transformers.__version__,
+             "model": cache.model_fingerprint(model_path), "pooling": cfg.pooling,
+             "max_length": int(cfg.max_length), "dtype": cfg.dtype,
+             "corpus_sha256": cache.sha256_file(corpus_path)}
+    return lambda layer: cache.key_of({**parts, "layer": int(layer)})
+
+
+def _check_layers(layer: int, also: list[int], model_path: str) -> None:
+    """data.layer and data.also_layers against the model's layer count (read from its config,
+    so a bad value fails even when data.layer is a cache hit)."""
+    from transformers import AutoConfig
+
+    from sae_exp.data.extract import check_layer_range, n_layers
+
+    try:
+        top = n_layers(AutoConfig.from_pretrained(model_path, local_files_only=True))
+    except (OSError, ValueError, KeyError):
+        return  # extraction reports the unloadable model with its own message
+    check_layer_range("data.layer", layer, top, model_path)
+    check_layer_range("data.also_layers", also, top, model_path)
+
+
+def _extract_and_share(cfg, sentences: Sentences, model_path: str, device: str, info: dict,
+                       also: list[int], key_of_layer):
+    """data.layer's (acts, sentence_index, tokens, info) for the cache, extracted in one pass
+    with every layer of `also` that has no cache entry yet; those are written under their own
+    keys, so the later jobs of a layer sweep hit the cache."""
+    from sae_exp.data.extract import extract_layers
+
+    layer = int(cfg.layer)
+    extra = [x for x in also if not cache.has(cfg.cache_dir, key_of_layer(x))]
+    acts, index, tokens = extract_layers(sentences, model_path, [layer, *extra], cfg.pooling,
+                                         int(cfg.max_length), int(cfg.batch_size), cfg.dtype,
+                                         device)
+    for x in extra:
+        cache.put_if_missing(cfg.cache_dir, key_of_layer(x), acts[x], index, tokens,
+                             {**info, "layer": x})
+    return acts[layer], index, tokens, info
 
 
 # ---------------------------------------------------------------- file source
