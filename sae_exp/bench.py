@@ -1,6 +1,6 @@
 """Benchmark of one SAE training step, and of training from a file larger than the memory budget.
 
-    python -m sae_exp.bench [--grid small|full] [--quick] [--json PATH] [--device cpu|cuda]
+    python -m sae_exp.bench [--grid small|full|target] [--quick] [--json PATH] [--device cpu|cuda]
                             [--autocast none|bf16] [--threads N]
     python -m sae_exp.bench --stream [--stream-gb 2] [--stream-d-sae 4096] [--stream-steps N]
     python -m sae_exp.bench --peers [--peers-quick] [--threads N]   (SAELens, sparsify: bench_peers)
@@ -59,6 +59,7 @@ GRIDS = {
               (768, 16384, 64), (768, 16384, 128), (768, 32768, 32, ("sparse", "floor")),
               (768, 65536, 32, ("sparse", "floor")), (768, 65536, 128, ("sparse", "floor"))],
     "full": list(itertools.product((384, 768), (2048, 16384, 65536), (16, 32, 128))),
+    "target": [(768, 16384, 32, ("sparse", "floor"))],  # that case alone (per thread count)
     "quick": [(64, 256, 8), (48, 130, 1)],
 }
 QUICK_BATCH = 256
@@ -534,8 +535,9 @@ def format_stream(s: dict) -> str:
 # --- command line ------------------------------------------------------------------------------
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m sae_exp.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--grid", choices=("small", "full"), default="small",
-                   help="small (default): a few minutes, includes 768/16384/k32")
+    p.add_argument("--grid", choices=("small", "full", "target"), default="small",
+                   help="small (default): a few minutes, includes 768/16384/k32; target: "
+                   "768/16384/k32 only, sparse and floor")
     p.add_argument("--quick", action="store_true", help="tiny sizes, in-process (smoke test)")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
