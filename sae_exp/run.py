@@ -19,7 +19,6 @@ import threading
 import time
 import traceback
 import warnings
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,7 +140,6 @@ class Fitted:
     incomplete: bool  # stopped by a signal before the last step
     stop: _StopSignals
     origin: dict | None = None  # model.init_from: where the SAE came from (no training)
-    model_loading: Future | None = None  # token injection's model, loading beside training
 
 
 def run(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
@@ -318,9 +316,6 @@ def fit(cfg: Config, prepared: Prepared, run_dir: Path, device: torch.device, ct
     if trainer.state.step >= total:
         log.info("training was already done (step %d): going on to the analysis",
                  trainer.state.step)
-    # after the SAE's init, so the loader's use of torch's RNG cannot change the weights
-    loading = (injection.preload(prepared.data.meta, device)
-               if cfg.analysis.token_injection and (ctx is None or ctx.is_main) else None)
     stop = _StopSignals(trainer).install()
     try:
         incomplete = _train(trainer, stream, cfg, run_dir, ctx, tracker)
@@ -329,7 +324,7 @@ def fit(cfg: Config, prepared: Prepared, run_dir: Path, device: torch.device, ct
     if ctx is not None:
         ctx.average_buffers(sae)
         ctx.close()
-    return Fitted(sae, trainer, incomplete, stop, model_loading=loading)
+    return Fitted(sae, trainer, incomplete, stop)
 
 
 def _imported(cfg: Config, prepared: Prepared, device: torch.device, ctx) -> Fitted:
@@ -401,6 +396,9 @@ def analyse(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path,
     sae, data, X = fitted.sae, prepared.data, prepared.X
     top_idx, top_acts = encode_rows(sae, X, device)
     quality = quality_metrics(sae, X, prepared.test_rows, top_idx, top_acts, device)
+    # token injection's model loads on the second core while the (mostly single-threaded)
+    # statistics run; beside training or encoding it slowed them by more than it saved
+    loading = injection.preload(data.meta, device) if cfg.analysis.token_injection else None
     quality.pop("density")  # per latent: in features.jsonl
     rep = report.overlap_report(overlap.analyze(top_idx, top_acts, data, sae.d_sae, cfg.analysis,
                                                 W_dec=sae.W_dec.detach().cpu().numpy()))
@@ -420,7 +418,7 @@ def analyse(cfg: Config, fitted: Fitted, prepared: Prepared, run_dir: Path,
         a = cfg.analysis
         rep["token_injection"] = ti = injection.for_report(
             rep, top_idx, top_acts, data, injection.model_encoder(data.meta, prepared.norm, sae,
-                                                                  device, fitted.model_loading),
+                                                                  device, loading),
             injection.InjectionSettings(a.injection_tokens, a.injection_sentences,
                                         a.injection_max_latents, seed=a.seed))
         rep["timings_s"]["token_injection"] = ti.pop("seconds", 0.0)  # volatile for rerun
