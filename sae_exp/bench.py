@@ -12,7 +12,10 @@ For each (d_in, d_sae, k, batch) it times one training step of:
             clip 1.0, Adam, decoder renorm (the trainer's step without AuxK and logging)
   sparse    the same with `decoder_impl="sparse"` (the default)
   floor     the encoder matmul `x @ W_enc` alone: every SAE step pays it
-All four run in one fresh process per size (`--in-process`: in this one; `--quick` implies it),
+  floor_out the same matmul into one reused output buffer (`torch.mm(..., out=)`): no fresh
+            memory pages per call, like the sparse step's recycled buffers (ratio_to_floor_out =
+            sparse / floor_out, the stricter comparison)
+All of them run in one fresh process per size (`--in-process`: in this one; `--quick` implies it),
 interleaved: after --warmup steps each, --steps rounds of one step of each. Step times are
 medians over rounds; speedup_vs_notebook (notebook / sparse) and ratio_to_floor (sparse / floor)
 are medians of the per-round ratios, so a change of machine load hits both sides of a ratio.
@@ -51,24 +54,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-IMPLS = ("notebook", "dense", "sparse", "floor")
+IMPLS = ("notebook", "dense", "sparse", "floor", "floor_out")
 TARGET = {"d_in": 768, "d_sae": 16384, "k": 32, "batch": 4096}
+SF = ("sparse", "floor", "floor_out")  # the large cases: no notebook or dense step
 GRIDS = {
     # (d_in, d_sae, k[, impls]); every grid is run at --batch (default 4096)
     "small": [(768, 16384, 32), (384, 2048, 32), (768, 2048, 32), (768, 16384, 16),
-              (768, 16384, 64), (768, 16384, 128), (768, 32768, 32, ("sparse", "floor")),
-              (768, 65536, 32, ("sparse", "floor")), (768, 65536, 128, ("sparse", "floor"))],
+              (768, 16384, 64), (768, 16384, 128), (768, 32768, 32, SF), (768, 65536, 32, SF),
+              (768, 65536, 128, SF)],
     "full": list(itertools.product((384, 768), (2048, 16384, 65536), (16, 32, 128))),
-    "target": [(768, 16384, 32, ("sparse", "floor"))],  # that case alone (per thread count)
+    "target": [(768, 16384, 32, SF)],  # that case alone (per thread count)
     "quick": [(64, 256, 8), (48, 130, 1)],
 }
 QUICK_BATCH = 256
 SCALING_BATCHES = (1024, 2048, 4096)
 # step time of an implementation / the floor, about twice what was measured at the target case
 # (for skipping slow cases)
-TIME_FACTOR = {"notebook": 8.0, "dense": 6.0, "sparse": 2.0, "floor": 1.0}
+TIME_FACTOR = {"notebook": 8.0, "dense": 6.0, "sparse": 2.0, "floor": 1.0, "floor_out": 1.0}
 # [B, d_sae] float32 matrices alive at once (a generous estimate, for skipping)
-BD_MATRICES = {"notebook": 8, "dense": 7, "sparse": 2, "floor": 1}
+BD_MATRICES = {"notebook": 8, "dense": 7, "sparse": 2, "floor": 1, "floor_out": 1}
 _RESULT_MARK = "BENCH_RESULT "
 
 
@@ -175,6 +179,15 @@ def _build(impl: str, case: dict, x: torch.Tensor):
                 x @ W_enc
 
         return floor, None
+    if impl == "floor_out":  # the same matmul into one reused buffer: no fresh pages per step
+        W_enc = torch.randn(d_in, d_sae, device=device) * d_in**-0.5
+        out = torch.empty(x.shape[0], d_sae, device=device)
+
+        def floor_out() -> None:
+            with _autocast(device, ac):
+                torch.mm(x, W_enc, out=out)
+
+        return floor_out, None
     raise ValueError(f"unknown impl {impl!r}")
 
 
@@ -211,6 +224,7 @@ def run_config(case: dict) -> dict:
               if "sparse" in steps and "floor" in steps else [])
     return {"impls": res, "speedup_vs_notebook": paired("notebook", "sparse"),
             "ratio_to_floor": paired("sparse", "floor"),
+            "ratio_to_floor_out": paired("sparse", "floor_out"),
             "ratio_to_floor_min": min(ratios, default=None),
             "ratio_to_floor_max": max(ratios, default=None),
             "speedup_vs_dense": paired("dense", "sparse"), "process_peak_mb": peak / 2**20}
@@ -221,7 +235,8 @@ def _build_and_warm_up(case: dict, x: torch.Tensor, device: torch.device
     """(results with empty time lists, step function and Adam kind per implementation to time).
 
     The floor is warmed up first; its time estimates the others' and skips those too slow."""
-    wanted = [i for i in ("floor", "sparse", "dense", "notebook") if i in case["impls"]]
+    wanted = [i for i in ("floor", "floor_out", "sparse", "dense", "notebook")
+              if i in case["impls"]]
     res: dict = {i: {"status": "ok", "times": [], "mem": []} for i in wanted}
     steps, adams = {}, {}
     floor_s = None
@@ -334,7 +349,7 @@ def bench_config(d_in: int, d_sae: int, k: int, batch: int, opts: dict, impls=IM
     if not_run:
         notes.append(f"{', '.join(not_run)} not in this grid (try --grid full)")
     for key in ("speedup_vs_notebook", "ratio_to_floor", "ratio_to_floor_min", "ratio_to_floor_max",
-                "speedup_vs_dense", "process_peak_mb"):
+                "ratio_to_floor_out", "speedup_vs_dense", "process_peak_mb"):
         row[key] = out.get(key)
     row["notes"] = "; ".join(notes)
     return row
@@ -374,7 +389,7 @@ def _fmt(v, spec: str = ".3f") -> str:
 
 
 def _table_line(r: dict) -> str:
-    mem = "/".join(_fmt(r.get(f"{i}_step_mem_mb"), ".0f") for i in IMPLS)
+    mem = "/".join(_fmt(r.get(f"{i}_step_mem_mb"), ".0f") for i in IMPLS[:4])
     times = r.get("sparse_times") or []
     spread = f"{min(times):.3f}-{max(times):.3f}" if times else "-"
     ratio = (f"{_fmt(r.get('ratio_to_floor_min'), '.2f')}-"
@@ -384,13 +399,15 @@ def _table_line(r: dict) -> str:
             f"{_fmt(r.get('sparse_s')):>7} {_fmt(r.get('floor_s')):>7}        | "
             f"{spread:>14} | {_fmt(r.get('sparse_rows_per_s'), ',.0f'):>13} | "
             f"{_fmt(r.get('speedup_vs_notebook'), '.2f'):>6} "
-            f"{_fmt(r.get('ratio_to_floor'), '.2f'):>8} {ratio:>9} | {mem:>31}")
+            f"{_fmt(r.get('ratio_to_floor'), '.2f'):>8} {ratio:>9} "
+            f"{_fmt(r.get('ratio_to_floor_out'), '.2f'):>8} | {mem:>31}")
 
 
 def format_table(rows: list[dict]) -> str:
     head = (f"{'d_in':>5} {'d_sae':>6} {'k':>4} {'B':>5} | {'notebook':>8} {'dense':>7} "
             f"{'sparse':>7} {'floor':>7} s/step | {'sparse min-max':>14} | "
-            f"{'sparse rows/s':>13} | {'vs_nb':>6} {'to_floor':>8} {'min-max':>9} | "
+            f"{'sparse rows/s':>13} | {'vs_nb':>6} {'to_floor':>8} {'min-max':>9} "
+            f"{'to_f_out':>8} | "
             f"{'step MiB nb/dense/sparse/floor':>31}")
     lines = [head, "-" * len(head), *(_table_line(r) for r in rows)]
     notes = [f"  {r['d_in']}/{r['d_sae']}/k{r['k']}: {r['notes']}" for r in rows if r["notes"]]
@@ -636,7 +653,9 @@ def _print_target(target: dict) -> None:
           f"{_fmt(target['speedup_vs_notebook'], '.2f')} (goal >= 3), ratio_to_floor "
           f"{_fmt(target['ratio_to_floor'], '.2f')} (goal <= 1.2; per round "
           f"{_fmt(target.get('ratio_to_floor_min'), '.2f')}-"
-          f"{_fmt(target.get('ratio_to_floor_max'), '.2f')}); where the step's time goes: "
+          f"{_fmt(target.get('ratio_to_floor_max'), '.2f')}); against the matmul into a reused "
+          f"buffer (floor_out): {_fmt(target.get('ratio_to_floor_out'), '.2f')}; where the "
+          "step's time goes: "
           "python -m sae_exp.bench_breakdown")
 
 
