@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sae_exp import files
 from sae_exp.analysis import overlap
 from sae_exp.bench import hardware
 from sae_exp.config import AnalysisConfig
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(format_table(out["rows"][-1:]).splitlines()[-1], flush=True)
     print(format_table(out["rows"]))
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1), encoding="utf-8")
+        files.atomic_write_json(Path(args.json), out)
     return out
 
 

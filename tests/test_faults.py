@@ -206,6 +206,7 @@ ALLOWED_WRITES = {
     ("cache.py", "np.save(tmp / name"): "inside a temp dir renamed into place as a whole",
     ("cache.py", "(tmp / META).write_text"): "inside a temp dir renamed into place as a whole",
     ("cache.py", "open(path, \"a+\")"): "the lock file (never read)",
+    ("cache.py", "open(cache_dir / f\"{key}.lock\", \"a+\")"): "the lock file (never read)",
     ("compare.py", "fig.savefig(buf"): "into memory; written with files.atomic_write",
     ("compare.py", "Path(tmp).write_bytes"): "the temp file of files.atomic_write",
     ("figures.py", "fig.savefig(buf"): "into memory; written with files.atomic_write_bytes",
