@@ -156,6 +156,8 @@ def topk_indices(pre: Tensor, k: int, group: int = 32) -> Tensor:
 def _csr(crow: Tensor, cols: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
     with warnings.catch_warnings():  # "CSR support is in beta": known, and tested here
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        # torch 2.11 (seen on CUDA) warns even with check_invariants=False given explicitly
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly")
         return torch.sparse_csr_tensor(crow, cols, values, size=size, device=values.device,
                                        check_invariants=False)
 
