@@ -197,6 +197,29 @@ def test_screened_batch_association_equals_the_exact_one(pitfall):
             np.testing.assert_array_equal(fast[i], exact)
 
 
+@pytest.mark.parametrize("huge", [False, True])
+def test_screened_p_values_equal_the_exact_ones_where_bh_could_reject(huge):
+    """Deduplicated tables (one integer key each, or rows of a 2-D unique when the key would
+    overflow int64) give every entry the exact Fisher p-value of its own table wherever the
+    tail bound passes alpha, and 1 elsewhere; rows with a = 0 are 1."""
+    rng = np.random.default_rng(5)
+    n = np.array([40.0, 55.0, 300.0]) * (1e5 if huge else 1.0)  # huge: radix**4 > 2**62
+    counts = rng.integers(0, 30, (4, 50, 3)).astype(float)
+    counts[:, :5, 1] = 45.0  # strong: these must keep exact p-values
+    b = rng.integers(0, 60, counts.shape).astype(float)
+    M = n + rng.integers(300, 500, (4, 1, 3))  # M not a function of n: the key needs both
+    K = counts + b
+    got = association._screened_p(counts, K, n, M, alpha=0.05)
+    nn = np.broadcast_to(n, counts.shape)
+    MM = np.broadcast_to(M, counts.shape)
+    exact = association.fisher_greater(counts, K, nn, MM)
+    lb = association.tail_lower_bound(counts, K, nn, MM)
+    keep = (counts >= 1) & (lb <= 0.05)
+    assert keep.sum() >= 20 and (~keep).sum() >= 20
+    np.testing.assert_array_equal(got[keep], exact[keep])
+    assert np.all(got[~keep] == 1.0)
+
+
 def test_specific_needs_a_higher_rate_than_every_other_label():
     """A latent shared by labels c and q whose c association misses BH is associated with q
     only, but it is not q-specific: its q rate does not beat its c rate. A latent firing in q

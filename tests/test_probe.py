@@ -55,6 +55,26 @@ def test_logistic_probe_separates_separable_data_and_is_deterministic():
     np.testing.assert_array_equal(m1.W, m2.W)
 
 
+def test_two_class_probe_is_the_optimum_of_the_two_class_softmax_objective():
+    """The binary fit (one weight vector, penalty l2/4) must land on the optimum of the
+    multinomial objective it replaces: its gradient there is ~0, and W's columns are -v/2, v/2."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((400, 6))
+    y = (X[:, 0] - X[:, 2] + rng.standard_normal(400) > 0.5).astype(int)
+    for l2 in (0.1, 1.0, 10.0):
+        m = probe.LogisticProbe(2, l2=l2).fit(X, y)
+        Z = (X - m.mu) / m.sd
+        counts = np.bincount(y, minlength=2).astype(float)
+        w = len(y) / (2 * counts[y])
+        P = np.exp(Z @ m.W + m.b)
+        P /= P.sum(1, keepdims=True)
+        G = (P - np.eye(2)[y]) * w[:, None]
+        grad = np.concatenate([(Z.T @ G + l2 * m.W).ravel(), G.sum(0)])
+        assert np.abs(grad).max() < 1e-2, (l2, np.abs(grad).max())  # ~1e-4 seen; 20 if off
+        np.testing.assert_allclose(m.W[:, 0], -m.W[:, 1])
+        np.testing.assert_allclose(m.b[0], -m.b[1])
+
+
 def test_probes_reach_high_accuracy_on_planted_data():
     planted = make_planted(k=8, seed=0)
     out = probe.sparse_probing(*_probe_inputs(planted), probe_k=[1, 2, 5])

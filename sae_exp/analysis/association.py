@@ -167,18 +167,40 @@ def specific_mask(associated: np.ndarray, counts: np.ndarray, n: np.ndarray,
 def _screened_p(counts, K, n, M, alpha: float) -> np.ndarray:
     """Fisher p-values where the cheap tail bound says BH could reject; 1 elsewhere. BH
     rejects nothing with p > alpha, and such p-values do not change the ranks of the smaller
-    ones, so they can stand in as 1."""
+    ones, so they can stand in as 1.
+
+    A test is a function of its table (a, K, n, M) alone, and resampled tables repeat (n and M
+    are fixed per label, a and K small counts), so the bound and the exact tail are computed
+    once per distinct table: the same values, a fraction of the work."""
     p = np.ones_like(counts, dtype=np.float64)
     maybe = counts >= 1
     nn, MM = np.broadcast_to(n, counts.shape), np.broadcast_to(M, counts.shape)
-    lb = tail_lower_bound(counts[maybe], K[maybe], nn[maybe], MM[maybe])
-    cand = np.zeros_like(maybe)
-    cand[maybe] = lb <= alpha
+    tables = [v[maybe] for v in (counts, K, nn, MM)]
+    uniq, inv = _distinct_tables(tables)
+    lb = tail_lower_bound(*uniq)
+    cand = lb <= alpha
+    p_u = np.ones(len(lb))
     if cand.any():
-        keys = np.stack([counts[cand], K[cand], nn[cand], MM[cand]], axis=1)
-        uniq, inv = np.unique(keys, axis=0, return_inverse=True)
-        p[cand] = fisher_greater(uniq[:, 0], uniq[:, 1], uniq[:, 2], uniq[:, 3])[inv.ravel()]
+        p_u[cand] = fisher_greater(*(u[cand] for u in uniq))
+    p[maybe] = p_u[inv]
     return p
+
+
+def _distinct_tables(tables: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The distinct rows of the columns (a, K, n, M), all whole numbers, and each row's index
+    among them: one integer key per row (mixed radix) where it fits in int64."""
+    if not len(tables[0]):
+        return tables, np.zeros(0, dtype=np.int64)
+    cols = [np.asarray(t).astype(np.int64) for t in tables]
+    radix = int(max(c.max() for c in cols)) + 1
+    if radix ** len(cols) < 2**62:
+        key = cols[0]
+        for c in cols[1:]:
+            key = key * radix + c
+        _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+        return [np.asarray(t, dtype=np.float64)[first] for t in tables], inv.ravel()
+    uniq, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
+    return [uniq[:, i].astype(np.float64) for i in range(len(cols))], inv.ravel()
 
 
 def associate(counts: np.ndarray, n: np.ndarray, design: LabelDesign, alpha: float,
