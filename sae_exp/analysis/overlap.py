@@ -380,12 +380,12 @@ def analyze(
         pairs = _pairs(design, sel.assoc.associated, sel.counts, sel.n, sel.subs, sel.null, cfg,
                        W_dec if w_rows == d_sae else None)
         clock.lap("pairs")
+        examples = top_examples(fire.peaks, data, d_sae, cfg.top_examples, top_indices,
+                                top_acts)
+        hists = activation_histograms(top_indices, top_acts, d_sae)
+        clock.lap("latents")
         probes = probing.result()
     clock.lap("probe")  # only the wait after the rest: the probes ran beside it
-    examples = top_examples(fire.peaks, data, d_sae, cfg.top_examples, top_indices,
-                            top_acts)
-    hists = activation_histograms(top_indices, top_acts, d_sae)
-    clock.lap("latents")
     _log_timings(clock, S, d_sae, L)
     n = np.bincount(design.label_of, minlength=L).astype(np.float64)
     warnings = _warnings(design, n, data, cfg) + probes.pop("warnings", [])

@@ -14,8 +14,10 @@ with scipy's L-BFGS (deterministic: zero init, no randomness). The fits run with
 library limited to one thread: their matrices are small ([~3,000 sentences, <= d_in]), and
 OpenBLAS's threads cost more than they give there (the default run's 23 probes took 10.1 s
 with two BLAS threads, ~1.5 s with one; a binary probe on [3219, 384]: 0.46 s against 0.06 s).
-The fits are independent and deterministic, so they run in a few threads (the rest of the
-analysis uses one core): the same results in less wall time.
+The fits are independent and deterministic, so they run in a few threads; in a run
+(overlap.analyze) they fit on one core while the single-threaded resampling holds the other.
+A two-class probe is fitted as one logistic regression on the difference of the two weight
+columns (LogisticProbe._fit_binary): the same optimum at half the work.
 """
 
 from __future__ import annotations
