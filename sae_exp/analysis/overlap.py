@@ -370,22 +370,10 @@ def analyze(
     fire = _firing(top_indices, top_acts, sent_idx, train[sent_idx], d_sae, cfg)
     tr = _associate_on_train(fire, design, train, S, d_sae, cfg)
     clock.lap("association")
-    # The probes need only the association sets; they fit (in their own threads) on the other
-    # core while the single-threaded resampling runs here: the same results, less wall time.
-    with ThreadPoolExecutor(max_workers=1) as beside:
-        probing = beside.submit(_timed, _probe_on_test, top_indices, top_acts, data, design,
-                                splits, tr.assoc, d_sae, cfg)
-        sel = _resample_on_train(tr, cfg, clock)
-        w_rows = None if W_dec is None else np.shape(W_dec)[0]
-        pairs = _pairs(design, sel.assoc.associated, sel.counts, sel.n, sel.subs, sel.null, cfg,
-                       W_dec if w_rows == d_sae else None)
-        clock.lap("pairs")
-        examples = top_examples(fire.peaks, data, d_sae, cfg.top_examples, top_indices,
-                                top_acts)
-        hists = activation_histograms(top_indices, top_acts, d_sae)
-        clock.lap("latents")
-        probes, clock.times["probe_beside"] = probing.result()
-    clock.lap("probe")  # only the wait after the rest: the probes ran beside it
+    w_rows = None if W_dec is None else np.shape(W_dec)[0]
+    sel, pairs, examples, hists, probes = _beside_probes(
+        top_indices, top_acts, data, design, splits, fire, tr, d_sae, cfg, clock,
+        W_dec if w_rows == d_sae else None)
     _log_timings(clock, S, d_sae, L)
     n = np.bincount(design.label_of, minlength=L).astype(np.float64)
     warnings = _warnings(design, n, data, cfg) + probes.pop("warnings", [])
@@ -405,6 +393,28 @@ def analyze(
         act_max=hists[0], act_hist=hists[1],
         baseline_setting=cfg.baseline, settings=_settings(cfg, S, N, d_sae, sel.subs),
         warnings=warnings, timings=clock.times)
+
+
+def _beside_probes(top_indices, top_acts, data, design, splits, fire, tr, d_sae, cfg, clock,
+                   W_dec) -> tuple:
+    """Resampling, pairs and per-latent records here, the probes on the other core.
+
+    The probes need only the association sets; they fit (in their own threads) while the
+    single-threaded resampling runs: the same results, less wall time."""
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        probing = beside.submit(_timed, _probe_on_test, top_indices, top_acts, data, design,
+                                splits, tr.assoc, d_sae, cfg)
+        sel = _resample_on_train(tr, cfg, clock)
+        pairs = _pairs(design, sel.assoc.associated, sel.counts, sel.n, sel.subs, sel.null, cfg,
+                       W_dec)
+        clock.lap("pairs")
+        examples = top_examples(fire.peaks, data, d_sae, cfg.top_examples, top_indices,
+                                top_acts)
+        hists = activation_histograms(top_indices, top_acts, d_sae)
+        clock.lap("latents")
+        probes, clock.times["probe_beside"] = probing.result()
+    clock.lap("probe")  # only the wait after the rest: the probes ran beside it
+    return sel, pairs, examples, hists, probes
 
 
 class _TrainAssociation(NamedTuple):
