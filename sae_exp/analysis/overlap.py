@@ -371,7 +371,7 @@ def analyze(
     tr = _associate_on_train(fire, design, train, S, d_sae, cfg)
     clock.lap("association")
     w_rows = None if W_dec is None else np.shape(W_dec)[0]
-    sel, pairs, examples, hists, probes = _beside_probes(
+    subs, null, pairs, examples, hists, probes = _beside_probes(
         top_indices, top_acts, data, design, splits, fire, tr, d_sae, cfg, clock,
         W_dec if w_rows == d_sae else None)
     _log_timings(clock, S, d_sae, L)
@@ -381,17 +381,17 @@ def analyze(
         warnings.append(f"W_dec has {w_rows} rows, not d_sae={d_sae}: ignored.")
     count = lambda mask: np.bincount(design.label_of[mask], minlength=L)  # noqa: E731
     return Overlap(
-        design=design, assoc=sel.assoc, n=n, n_rows=count(sent_idx), n_train=count(train),
+        design=design, assoc=tr.assoc, n=n, n_rows=count(sent_idx), n_train=count(train),
         n_test=count(splits == "test"),
         split_rule=data.sentences.split_rule or "not recorded by the data source",
         thresholds=fire.thresholds,
         density=np.bincount(top_indices[fire.active], minlength=d_sae) / max(N, 1),
         fire_density=np.bincount(top_indices[fire.fires], minlength=d_sae) / max(N, 1),
         active_entries=int(fire.active.sum()), firing_entries=int(fire.fires.sum()),
-        null=sel.null, subsamples=sel.subs if cfg.bootstrap else None, pairs=pairs,
+        null=null, subsamples=subs if cfg.bootstrap else None, pairs=pairs,
         naive=naive_overlap(fire.peaks, design, d_sae), probes=probes, examples=examples,
         act_max=hists[0], act_hist=hists[1],
-        baseline_setting=cfg.baseline, settings=_settings(cfg, S, N, d_sae, sel.subs),
+        baseline_setting=cfg.baseline, settings=_settings(cfg, S, N, d_sae, subs),
         warnings=warnings, timings=clock.times)
 
 
@@ -404,9 +404,8 @@ def _beside_probes(top_indices, top_acts, data, design, splits, fire, tr, d_sae,
     with ThreadPoolExecutor(max_workers=1) as beside:
         probing = beside.submit(_timed, _probe_on_test, top_indices, top_acts, data, design,
                                 splits, tr.assoc, d_sae, cfg)
-        sel = _resample_on_train(tr, cfg, clock)
-        pairs = _pairs(design, sel.assoc.associated, sel.counts, sel.n, sel.subs, sel.null, cfg,
-                       W_dec)
+        subs, null = _resample_on_train(tr, cfg, clock)
+        pairs = _pairs(design, tr.assoc.associated, tr.counts, tr.n, subs, null, cfg, W_dec)
         clock.lap("pairs")
         examples = top_examples(fire.peaks, data, d_sae, cfg.top_examples, top_indices,
                                 top_acts)
@@ -414,7 +413,7 @@ def _beside_probes(top_indices, top_acts, data, design, splits, fire, tr, d_sae,
         clock.lap("latents")
         probes, clock.times["probe_beside"] = probing.result()
     clock.lap("probe")  # only the wait after the rest: the probes ran beside it
-    return sel, pairs, examples, hists, probes
+    return subs, null, pairs, examples, hists, probes
 
 
 class _TrainAssociation(NamedTuple):
@@ -425,16 +424,6 @@ class _TrainAssociation(NamedTuple):
     design: LabelDesign  # labels of the train sentences
     counts: np.ndarray  # [L, d_sae] train sentences of each label in which a latent fires
     n: np.ndarray  # [L] train sentences per label
-
-
-class _TrainSelection(NamedTuple):
-    """Association on train sentences with its subsamples and permutation null."""
-
-    assoc: Association
-    counts: np.ndarray
-    n: np.ndarray
-    subs: Subsamples
-    null: PermutationNull
 
 
 def _associate_on_train(fire: _Firing, design: LabelDesign, train: np.ndarray, S: int,
@@ -450,7 +439,7 @@ def _associate_on_train(fire: _Firing, design: LabelDesign, train: np.ndarray, S
 
 
 def _resample_on_train(tr: _TrainAssociation, cfg: AnalysisConfig,
-                       clock: _Timer) -> _TrainSelection:
+                       clock: _Timer) -> tuple[Subsamples, PermutationNull]:
     """Subsamples and permutation null of the train-split association."""
     rng = np.random.default_rng(cfg.seed)
     subs = subsample_sets(tr.F, tr.design, cfg.bootstrap, cfg.alpha, cfg.min_log2_ratio, rng)
@@ -458,7 +447,7 @@ def _resample_on_train(tr: _TrainAssociation, cfg: AnalysisConfig,
     null = permutation_null(tr.F, tr.design, cfg.permutations, cfg.alpha, cfg.min_log2_ratio,
                             rng)
     clock.lap("permutations")
-    return _TrainSelection(tr.assoc, tr.counts, tr.n, subs, null)
+    return subs, null
 
 
 def _probe_on_test(top_indices: np.ndarray, top_acts: np.ndarray, data: ActivationSet,
